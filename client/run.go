@@ -1,0 +1,136 @@
+package client
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Status is a workflow run status as Dify reports it. Values outside the
+// known set are kept as they are (a newer Dify may add statuses).
+type Status string
+
+// The statuses of Dify's WorkflowExecutionStatus that a run can have.
+const (
+	StatusRunning          Status = "running"
+	StatusSucceeded        Status = "succeeded"
+	StatusFailed           Status = "failed"
+	StatusStopped          Status = "stopped"
+	StatusPartialSucceeded Status = "partial-succeeded"
+	StatusPaused           Status = "paused"
+)
+
+// Statuses lists the known statuses in a fixed order.
+var Statuses = []Status{
+	StatusRunning, StatusSucceeded, StatusFailed, StatusStopped, StatusPartialSucceeded, StatusPaused,
+}
+
+// Terminal reports whether a run in this status can never change again.
+func (s Status) Terminal() bool {
+	switch s {
+	case StatusSucceeded, StatusFailed, StatusStopped, StatusPartialSucceeded:
+		return true
+	}
+	return false
+}
+
+// Known reports whether s is one of Statuses.
+func (s Status) Known() bool {
+	for _, k := range Statuses {
+		if s == k {
+			return true
+		}
+	}
+	return false
+}
+
+// Run is the part of a workflow run that the exporter uses. Inputs and
+// outputs are user data and are deliberately not decoded.
+type Run struct {
+	ID          string
+	WorkflowID  string
+	Status      Status
+	TotalTokens int64
+	TotalSteps  int64
+	// Elapsed is Dify's elapsed_time.
+	Elapsed   time.Duration
+	CreatedAt time.Time
+	// FinishedAt is zero while the run has not finished.
+	FinishedAt time.Time
+}
+
+// AppInfo is the answer of GET /v1/info.
+type AppInfo struct {
+	Name string
+	Mode string
+}
+
+// WorkflowMode reports whether the app mode can have workflow runs.
+func (a AppInfo) WorkflowMode() bool {
+	return a.Mode == "workflow" || a.Mode == "advanced-chat" || a.Mode == ""
+}
+
+// LogEntry is one row of GET /v1/workflows/logs, reduced to its run.
+// Version is the published workflow version ("draft" or a timestamp);
+// the logs do not carry workflow_id.
+type LogEntry struct {
+	Run     Run
+	Version string
+	// LoggedAt is the log row's created_at, the field the API filters on.
+	LoggedAt time.Time
+}
+
+// LogPage is one page of GET /v1/workflows/logs.
+type LogPage struct {
+	Page    int
+	Limit   int
+	Total   int
+	HasMore bool
+	Entries []LogEntry
+}
+
+// ServerInfo is the answer of GET /v1/.
+type ServerInfo struct {
+	ServerVersion string
+}
+
+// maxRunIDLen bounds what ParseRunID looks at, so a huge value is refused
+// without being echoed back in full.
+const maxRunIDLen = 64
+
+// ParseRunID checks that s is a Dify run ID (a UUID in its canonical
+// 8-4-4-4-12 hex form) and returns it lower-cased. Anything else is refused,
+// so an ID can never reach another endpoint or carry a query.
+func ParseRunID(s string) (string, error) {
+	if len(s) != 36 {
+		return "", fmt.Errorf("invalid run ID %s: want a UUID like fb47b2e6-5e43-4f90-be01-d5c5a088d156", quoteID(s))
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return "", fmt.Errorf("invalid run ID %s: want a UUID like fb47b2e6-5e43-4f90-be01-d5c5a088d156", quoteID(s))
+			}
+			continue
+		}
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return "", fmt.Errorf("invalid run ID %s: want a UUID like fb47b2e6-5e43-4f90-be01-d5c5a088d156", quoteID(s))
+		}
+	}
+	return strings.ToLower(s), nil
+}
+
+// quoteID quotes a refused ID for an error message, shortened and with
+// invalid UTF-8 escaped.
+func quoteID(s string) string {
+	if n := len(s); n > maxRunIDLen {
+		s = s[:maxRunIDLen]
+		for !utf8.ValidString(s) && len(s) > 0 {
+			s = s[:len(s)-1]
+		}
+		return fmt.Sprintf("%q… (%d bytes)", s, n)
+	}
+	return fmt.Sprintf("%q", s)
+}
