@@ -1,0 +1,390 @@
+// Package client talks to Dify's service API (/v1) with an app key. It
+// knows nothing of Prometheus: it returns typed runs and typed errors, and
+// tolerates what older Dify versions send (see shared/dify-api.md).
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Endpoint names, as passed to Config.Observe and used in errors.
+const (
+	EndpointRun   = "run"
+	EndpointLogs  = "logs"
+	EndpointInfo  = "info"
+	EndpointIndex = "index"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultTimeout      = 10 * time.Second
+	DefaultMaxRetries   = 2
+	DefaultMaxBodyBytes = 4 << 20
+)
+
+// Limiter paces requests; *rate.Limiter satisfies it.
+type Limiter interface {
+	Wait(ctx context.Context) error
+}
+
+// Config configures a Client.
+type Config struct {
+	// URL is the API base, e.g. https://api.dify.ai/v1.
+	URL string
+	// APIKey is the app's secret key. It is sent only in the
+	// Authorization header and never appears in errors.
+	APIKey string
+	// HTTPClient defaults to a client on a clone of http.DefaultTransport.
+	HTTPClient *http.Client
+	// Timeout bounds each attempt.
+	Timeout time.Duration
+	// UserAgent is sent on every request.
+	UserAgent string
+	// MaxRetries is the number of extra attempts for transient failures
+	// (connection errors, 5xx, 429). Negative means none.
+	MaxRetries int
+	// MaxBodyBytes caps how much of a response is read.
+	MaxBodyBytes int64
+	// Limiter, if set, is waited on before every attempt.
+	Limiter Limiter
+	// Observe, if set, is called after every attempt with the endpoint
+	// and the HTTP status code, or "error" when no response arrived.
+	Observe func(endpoint, code string)
+}
+
+// Client is a Dify service-API client for one app key. It is safe for
+// concurrent use.
+type Client struct {
+	base    *url.URL
+	cfg     Config
+	http    *http.Client
+	backoff time.Duration
+}
+
+// New checks cfg and returns a Client.
+func New(cfg Config) (*Client, error) {
+	u, err := url.Parse(strings.TrimRight(cfg.URL, "/"))
+	if err != nil {
+		return nil, fmt.Errorf("invalid Dify URL: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("invalid Dify URL %q: scheme must be http or https", cfg.URL)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("invalid Dify URL %q: no host", cfg.URL)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("invalid Dify URL %q: no user info, query or fragment allowed", u.Redacted())
+	}
+	if cfg.APIKey == "" {
+		return nil, errors.New("no Dify API key")
+	}
+	if strings.ContainsAny(cfg.APIKey, "\r\n \t") {
+		return nil, errors.New("the Dify API key contains whitespace")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxRetries == 0 {
+		cfg.MaxRetries = DefaultMaxRetries
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	return &Client{base: u, cfg: cfg, http: hc, backoff: 100 * time.Millisecond}, nil
+}
+
+// URL returns the API base URL.
+func (c *Client) URL() string { return c.base.String() }
+
+// Run fetches GET /workflows/run/{id}. A run Dify does not know (404, or
+// a 200 with a null id from older versions) is an *Error of KindNotFound.
+func (c *Client) Run(ctx context.Context, id string) (Run, error) {
+	id, err := ParseRunID(id)
+	if err != nil {
+		return Run{}, &Error{Kind: KindOther, Endpoint: EndpointRun, Err: err}
+	}
+	var w wireRun
+	if err := c.get(ctx, EndpointRun, "/workflows/run/"+url.PathEscape(id), nil, &w); err != nil {
+		return Run{}, err
+	}
+	if w.ID == nil || *w.ID == "" {
+		return Run{}, &Error{Kind: KindNotFound, Endpoint: EndpointRun, Status: http.StatusOK,
+			Err: errors.New("run not found (empty answer from an older Dify)")}
+	}
+	r := w.toRun()
+	if !strings.EqualFold(r.ID, id) {
+		return Run{}, &Error{Kind: KindBadResponse, Endpoint: EndpointRun, Status: http.StatusOK,
+			Err: fmt.Errorf("asked for run %s, got %.40q", id, r.ID)}
+	}
+	r.ID = id
+	return r, nil
+}
+
+// LogsQuery selects a page of GET /workflows/logs.
+type LogsQuery struct {
+	// CreatedAfter, if set, becomes created_at__after (inclusive, UTC).
+	CreatedAfter time.Time
+	Page, Limit  int
+}
+
+// WorkflowLogs fetches one page of GET /workflows/logs, newest first.
+func (c *Client) WorkflowLogs(ctx context.Context, q LogsQuery) (LogPage, error) {
+	v := url.Values{}
+	if q.Page > 0 {
+		v.Set("page", strconv.Itoa(q.Page))
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	if !q.CreatedAfter.IsZero() {
+		v.Set("created_at__after", q.CreatedAfter.UTC().Format("2006-01-02T15:04:05Z"))
+	}
+	var w wireLogPage
+	if err := c.get(ctx, EndpointLogs, "/workflows/logs", v, &w); err != nil {
+		return LogPage{}, err
+	}
+	p := LogPage{Page: w.Page, Limit: w.Limit, Total: w.Total, HasMore: w.HasMore,
+		Entries: make([]LogEntry, 0, len(w.Data))}
+	for i := range w.Data {
+		d := &w.Data[i]
+		if d.WorkflowRun == nil || d.WorkflowRun.ID == nil {
+			continue
+		}
+		id, err := ParseRunID(*d.WorkflowRun.ID)
+		if err != nil {
+			return LogPage{}, &Error{Kind: KindBadResponse, Endpoint: EndpointLogs, Status: http.StatusOK, Err: err}
+		}
+		e := LogEntry{Run: d.WorkflowRun.toRun(), LoggedAt: time.Time(d.CreatedAt)}
+		e.Run.ID = id
+		if d.WorkflowRun.Version != nil {
+			e.Version = *d.WorkflowRun.Version
+		}
+		p.Entries = append(p.Entries, e)
+	}
+	return p, nil
+}
+
+// Info fetches GET /info.
+func (c *Client) Info(ctx context.Context) (AppInfo, error) {
+	var w wireInfo
+	if err := c.get(ctx, EndpointInfo, "/info", nil, &w); err != nil {
+		return AppInfo{}, err
+	}
+	return AppInfo(w), nil
+}
+
+// Server fetches GET / (no key needed), Dify's version probe.
+func (c *Client) Server(ctx context.Context) (ServerInfo, error) {
+	var w wireIndex
+	if err := c.get(ctx, EndpointIndex, "/", nil, &w); err != nil {
+		return ServerInfo{}, err
+	}
+	return ServerInfo(w), nil
+}
+
+// get performs a GET with retries and decodes a 2xx JSON body into out.
+func (c *Client) get(ctx context.Context, endpoint, path string, query url.Values, out any) error {
+	u := *c.base
+	u.Path = strings.TrimRight(u.Path, "/") + path
+	u.RawQuery = query.Encode()
+	target := u.String()
+
+	var last *Error
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return ctxError(endpoint, err, last)
+		}
+		if c.cfg.Limiter != nil {
+			if err := c.cfg.Limiter.Wait(ctx); err != nil {
+				return ctxError(endpoint, err, last)
+			}
+		}
+		err := c.attempt(ctx, endpoint, target, out)
+		if err == nil {
+			return nil
+		}
+		last = err
+		if !err.retryable() || attempt >= c.cfg.MaxRetries {
+			return err
+		}
+		wait := c.backoff << attempt
+		wait += rand.N(wait/2 + 1)
+		if err.RetryAfter > wait {
+			wait = err.RetryAfter
+		}
+		// Never sleep past the caller's deadline: a retry that cannot
+		// finish in time is not worth starting.
+		if d, ok := ctx.Deadline(); ok && time.Until(d) < wait {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctxError(endpoint, ctx.Err(), last)
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Client) attempt(ctx context.Context, endpoint, target string, out any) *Error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return &Error{Kind: KindOther, Endpoint: endpoint, Err: err}
+	}
+	if endpoint != EndpointIndex {
+		req.Header.Set("Authorization", "Bearer "+c.cfg.APIKey)
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.cfg.UserAgent != "" {
+		req.Header.Set("User-Agent", c.cfg.UserAgent)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.observe(endpoint, "error")
+		return transportError(endpoint, ctx, err)
+	}
+	defer resp.Body.Close()
+	c.observe(endpoint, strconv.Itoa(resp.StatusCode))
+
+	body, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBodyBytes+1))
+	if err != nil {
+		e := transportError(endpoint, ctx, err)
+		e.Status = resp.StatusCode
+		if e.Kind == KindUnreachable {
+			e.Kind = KindBadResponse // cut off mid-body
+			e.Status = 0
+		}
+		return e
+	}
+	if int64(len(body)) > c.cfg.MaxBodyBytes {
+		return &Error{Kind: KindBadResponse, Endpoint: endpoint, Status: resp.StatusCode,
+			Err: fmt.Errorf("response larger than %d bytes", c.cfg.MaxBodyBytes)}
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return statusError(endpoint, resp, body)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return &Error{Kind: KindBadResponse, Endpoint: endpoint, Status: resp.StatusCode,
+			Err: fmt.Errorf("undecodable %s body: %w", contentType(resp), err)}
+	}
+	return nil
+}
+
+func (c *Client) observe(endpoint, code string) {
+	if c.cfg.Observe != nil {
+		c.cfg.Observe(endpoint, code)
+	}
+}
+
+// statusError maps a non-2xx answer and Dify's {code, message} envelope
+// to an *Error.
+func statusError(endpoint string, resp *http.Response, body []byte) *Error {
+	e := &Error{Endpoint: endpoint, Status: resp.StatusCode}
+	var env wireEnvelope
+	if json.Unmarshal(body, &env) == nil {
+		e.Code, e.Message = clean(env.Code, 64), clean(env.Message, 200)
+	}
+	switch code := resp.StatusCode; {
+	case code == http.StatusUnauthorized:
+		e.Kind = KindUnauthorized
+	case code == http.StatusForbidden:
+		e.Kind = KindForbidden
+	case code == http.StatusNotFound:
+		e.Kind = KindNotFound
+	case code == http.StatusTooManyRequests:
+		e.Kind = KindRateLimited
+		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"))
+	case code >= 500:
+		e.Kind = KindServerError
+	case e.Code == "not_workflow_app":
+		e.Kind = KindNotWorkflowApp
+	case e.Code == "app_unavailable":
+		e.Kind = KindAppUnavailable
+	default:
+		e.Kind = KindOther
+	}
+	if e.Code == "" && e.Message == "" {
+		e.Err = fmt.Errorf("non-Dify %s body", contentType(resp))
+	}
+	return e
+}
+
+func transportError(endpoint string, ctx context.Context, err error) *Error {
+	e := &Error{Endpoint: endpoint, Kind: KindUnreachable, Err: err}
+	var ne net.Error
+	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		e.Kind = KindTimeout
+	}
+	// *url.Error repeats the URL; the cause alone is clearer and shorter.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		e.Err = ue.Err
+	}
+	return e
+}
+
+func ctxError(endpoint string, err error, last *Error) *Error {
+	if last != nil && last.Kind != KindTimeout {
+		return &Error{Kind: KindTimeout, Endpoint: endpoint, Err: fmt.Errorf("%w (last attempt: %v)", err, last)}
+	}
+	return &Error{Kind: KindTimeout, Endpoint: endpoint, Err: err}
+}
+
+func parseRetryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+func contentType(resp *http.Response) string {
+	ct := resp.Header.Get("Content-Type")
+	if ct == "" {
+		return "untyped"
+	}
+	return clean(ct, 40)
+}
+
+// clean keeps server-supplied text printable and short before it reaches
+// logs or error messages.
+func clean(s string, max int) string {
+	s = strings.ToValidUTF8(s, "?")
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if utf8.RuneCountInString(s) > max {
+		s = string([]rune(s)[:max]) + "…"
+	}
+	return s
+}

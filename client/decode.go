@@ -1,0 +1,161 @@
+package client
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+)
+
+// The wire types below decode what every Dify era has sent (see
+// shared/dify-api.md §1). inputs and outputs are user data: they are not
+// declared, so they are never decoded, whatever their shape.
+
+type wireRun struct {
+	ID          *string    `json:"id"`
+	WorkflowID  *string    `json:"workflow_id"`
+	Status      *string    `json:"status"`
+	TotalSteps  flexNumber `json:"total_steps"`
+	TotalTokens flexNumber `json:"total_tokens"`
+	CreatedAt   flexTime   `json:"created_at"`
+	FinishedAt  flexTime   `json:"finished_at"`
+	ElapsedTime flexNumber `json:"elapsed_time"`
+}
+
+func (w *wireRun) toRun() Run {
+	r := Run{
+		TotalSteps:  int64(w.TotalSteps),
+		TotalTokens: int64(w.TotalTokens),
+		Elapsed:     time.Duration(float64(w.ElapsedTime) * float64(time.Second)),
+		CreatedAt:   time.Time(w.CreatedAt),
+		FinishedAt:  time.Time(w.FinishedAt),
+	}
+	if w.ID != nil {
+		r.ID = *w.ID
+	}
+	if w.WorkflowID != nil {
+		r.WorkflowID = *w.WorkflowID
+	}
+	if w.Status != nil {
+		r.Status = Status(*w.Status)
+	}
+	return r
+}
+
+type wireLogRun struct {
+	wireRun
+	Version *string `json:"version"`
+}
+
+type wireLogEntry struct {
+	WorkflowRun *wireLogRun `json:"workflow_run"`
+	CreatedAt   flexTime    `json:"created_at"`
+}
+
+type wireLogPage struct {
+	Page    int            `json:"page"`
+	Limit   int            `json:"limit"`
+	Total   int            `json:"total"`
+	HasMore bool           `json:"has_more"`
+	Data    []wireLogEntry `json:"data"`
+}
+
+type wireInfo struct {
+	Name string `json:"name"`
+	Mode string `json:"mode"`
+}
+
+type wireIndex struct {
+	ServerVersion string `json:"server_version"`
+}
+
+type wireEnvelope struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// flexNumber accepts a JSON number, a numeric string or null (0).
+type flexNumber float64
+
+func (n *flexNumber) UnmarshalJSON(b []byte) error {
+	if bytes.Equal(b, []byte("null")) {
+		*n = 0
+		return nil
+	}
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		if s == "" {
+			*n = 0
+			return nil
+		}
+		b = []byte(s)
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return fmt.Errorf("not a number: %.40q", b)
+	}
+	*n = flexNumber(f)
+	return nil
+}
+
+// flexTime accepts Unix seconds (int or float), the RFC-822 strings of
+// 2024-era Dify, RFC 3339, or null (the zero time).
+type flexTime time.Time
+
+var timeLayouts = []string{
+	time.RFC1123Z,                      // "Tue, 16 Jan 2024 12:20:29 -0000"
+	time.RFC1123,                       // "Tue, 16 Jan 2024 12:20:29 GMT"
+	"Mon, 2 Jan 2006 15:04:05 -0700",   // single-digit day
+	"Mon, 2 Jan 2006 15:04:05 MST",     //
+	time.RFC3339Nano,                   // ISO-8601 with zone
+	"2006-01-02T15:04:05.999999999",    // ISO-8601, naive UTC
+	"2006-01-02 15:04:05.999999999",    //
+	"2006-01-02 15:04:05.999999-07:00", //
+}
+
+func (t *flexTime) UnmarshalJSON(b []byte) error {
+	if bytes.Equal(b, []byte("null")) {
+		*t = flexTime{}
+		return nil
+	}
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		if s == "" {
+			*t = flexTime{}
+			return nil
+		}
+		for _, layout := range timeLayouts {
+			if v, err := time.Parse(layout, s); err == nil {
+				*t = flexTime(v.UTC())
+				return nil
+			}
+		}
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			return t.setUnix(f)
+		}
+		return fmt.Errorf("unrecognised timestamp %.40q", s)
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return fmt.Errorf("unrecognised timestamp %.40q", b)
+	}
+	return t.setUnix(f)
+}
+
+func (t *flexTime) setUnix(f float64) error {
+	// Reject values no real run has, rather than overflow time.Time.
+	if math.IsNaN(f) || f < 0 || f > 1e11 {
+		return fmt.Errorf("timestamp %v out of range", f)
+	}
+	sec, frac := math.Modf(f)
+	*t = flexTime(time.Unix(int64(sec), int64(frac*1e9)).UTC())
+	return nil
+}

@@ -1,0 +1,108 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Kind classifies a failed call. Its String is short and stable, fit to be
+// a metric label value.
+type Kind int
+
+// The kinds of failure the client tells apart.
+const (
+	KindOther          Kind = iota // any other client-side (4xx) refusal
+	KindNotFound                   // the run does not exist (404, or a null 200 on old Dify)
+	KindNotWorkflowApp             // the key belongs to a chat/completion app
+	KindUnauthorized               // the key was refused
+	KindForbidden                  // the app or workspace is disabled, abnormal or archived
+	KindAppUnavailable             // the app has no published workflow
+	KindRateLimited                // 429
+	KindServerError                // 5xx
+	KindBadResponse                // a body that is not what Dify sends
+	KindTimeout                    // the deadline passed
+	KindUnreachable                // connection refused, DNS failure, reset
+)
+
+var kindNames = [...]string{
+	KindOther:          "client_error",
+	KindNotFound:       "not_found",
+	KindNotWorkflowApp: "not_workflow_app",
+	KindUnauthorized:   "unauthorized",
+	KindForbidden:      "forbidden",
+	KindAppUnavailable: "app_unavailable",
+	KindRateLimited:    "rate_limited",
+	KindServerError:    "server_error",
+	KindBadResponse:    "bad_response",
+	KindTimeout:        "timeout",
+	KindUnreachable:    "unreachable",
+}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// Error is a failed call to Dify. Its text names the endpoint and Dify's
+// own code and message; it never contains the API key.
+type Error struct {
+	Kind     Kind
+	Endpoint string // "run", "logs", "info", "index"
+	// Status is the HTTP status, 0 when no response arrived.
+	Status int
+	// Code and Message come from Dify's error envelope when there was one.
+	Code, Message string
+	// RetryAfter is the server's Retry-After, if it sent one.
+	RetryAfter time.Duration
+	// Err is the underlying transport or decoding error, if any.
+	Err error
+}
+
+func (e *Error) Error() string {
+	var detail string
+	switch {
+	case e.Kind == KindUnauthorized:
+		detail = fmt.Sprintf("API key refused (%d %s: %s)", e.Status, e.Code, e.Message)
+	case e.Kind == KindNotWorkflowApp:
+		detail = fmt.Sprintf("app is not a workflow or chatflow app (%d %s: %s)", e.Status, e.Code, e.Message)
+	case e.Kind == KindForbidden:
+		detail = fmt.Sprintf("app unavailable to the API (%d %s: %s)", e.Status, e.Code, e.Message)
+	case e.Code != "" || e.Message != "":
+		detail = fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message)
+	case e.Status != 0 && e.Err != nil:
+		detail = fmt.Sprintf("HTTP %d: %v", e.Status, e.Err)
+	case e.Status != 0:
+		detail = fmt.Sprintf("HTTP %d", e.Status)
+	case e.Err != nil:
+		detail = e.Err.Error()
+	default:
+		detail = e.Kind.String()
+	}
+	return fmt.Sprintf("dify %s: %s", e.Endpoint, detail)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// KindOf returns the Kind of err, KindOther if it is not an *Error.
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return KindOther
+}
+
+// retryable reports whether another attempt may succeed.
+func (e *Error) retryable() bool {
+	switch e.Kind {
+	case KindServerError, KindUnreachable, KindRateLimited:
+		return true
+	case KindBadResponse:
+		// A truncated body is a transport hiccup; garbage from a 200 is not.
+		return e.Status == 0
+	}
+	return false
+}
