@@ -1,0 +1,393 @@
+package difytest
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// response is an answer built under the read lock and written after it is
+// released, so a slow client never holds the lock.
+type response struct {
+	status int
+	body   []byte
+	ctype  string
+	header map[string]string
+}
+
+const (
+	msgNotFoundURL   = "The requested URL was not found on the server. If you entered the URL manually please check your spelling and try again."
+	msgInternal      = "The server encountered an internal error and was unable to complete your request. Either the server is overloaded or there is an error in the application."
+	msgNotWorkflow   = "Please check if your app mode matches the right API route."
+	msgRunNotFound   = "Workflow run not found."
+	msgAuthMissing   = "Authorization header must be provided and start with 'Bearer'"
+	msgAuthScheme    = "Authorization scheme must be 'Bearer'"
+	msgAuthInvalid   = "Access token is invalid"
+	msgMethod        = "The method is not allowed for the requested URL."
+	msgAppUnavailble = "App unavailable, please check your app configurations."
+)
+
+type envelope struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Status  int    `json:"status"`
+}
+
+// marshal encodes v as flask does: compact JSON plus a newline, without
+// HTML escaping.
+func marshal(v any) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		panic("difytest: " + err.Error())
+	}
+	return b.Bytes()
+}
+
+func jsonResp(status int, v any) response {
+	return response{status: status, body: marshal(v), ctype: "application/json"}
+}
+
+func errResp(status int, code, message string) response {
+	return jsonResp(status, envelope{Code: code, Message: message, Status: status})
+}
+
+func unauthorized(message string) response {
+	r := errResp(http.StatusUnauthorized, "unauthorized", message)
+	r.header = map[string]string{"WWW-Authenticate": `Bearer realm="api"`}
+	return r
+}
+
+// statusEnvelope is the Dify-style envelope for an HTTP status, with
+// werkzeug's default descriptions.
+func statusEnvelope(status int) response {
+	codes := map[int][2]string{
+		400: {"bad_request", "The browser (or proxy) sent a request that this server could not understand."},
+		401: {"unauthorized", msgAuthInvalid},
+		403: {"forbidden", "You don't have the permission to access the requested resource. It is either read-protected or not readable by the server."},
+		404: {"not_found", msgNotFoundURL},
+		405: {"method_not_allowed", msgMethod},
+		408: {"request_timeout", "The server closed the network connection because the browser didn't finish the request within the specified time."},
+		429: {"too_many_requests", "Too many requests. Please try again later."},
+		500: {"internal_server_error", msgInternal},
+		502: {"bad_gateway", "The proxy server received an invalid response from an upstream server."},
+		503: {"service_unavailable", "The server is temporarily unable to service your request due to maintenance downtime or capacity problems. Please try again later."},
+		504: {"gateway_timeout", "The connection to an upstream server timed out."},
+	}
+	if c, ok := codes[status]; ok {
+		if status == 401 {
+			return unauthorized(c[1])
+		}
+		return errResp(status, c[0], c[1])
+	}
+	text := http.StatusText(status)
+	if text == "" {
+		text = "Unknown"
+	}
+	code := strings.ToLower(strings.NewReplacer(" ", "_", "-", "_", "'", "").Replace(text))
+	return errResp(status, code, text)
+}
+
+// notFoundHTML is werkzeug's page for an unknown path outside the API
+// blueprint.
+const notFoundHTML = "<!doctype html>\n<html lang=en>\n<title>404 Not Found</title>\n<h1>Not Found</h1>\n<p>" + msgNotFoundURL + "</p>\n"
+
+// route maps a path to an endpoint. ok is false for unknown paths.
+func route(path string) (e Endpoint, runID string, ok bool) {
+	switch path {
+	case "/v1/":
+		return EndpointIndex, "", true
+	case "/v1/info":
+		return EndpointInfo, "", true
+	case "/v1/parameters":
+		return EndpointParameters, "", true
+	case "/v1/workflows/logs":
+		return EndpointLogs, "", true
+	case "/health":
+		return EndpointHealth, "", true
+	}
+	if id, found := strings.CutPrefix(path, "/v1/workflows/run/"); found && id != "" && !strings.Contains(id, "/") {
+		return EndpointRun, id, true
+	}
+	return "", "", false
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	s.commonHeaders(w)
+	ep, runID, ok := route(r.URL.Path)
+	if !ok {
+		var resp response
+		switch {
+		case r.URL.Path == "/v1":
+			http.Redirect(w, r, "/v1/", http.StatusPermanentRedirect)
+			return
+		case r.URL.Path == "/v1/workflows/run":
+			// Exists for POST (running a workflow), not simulated here.
+			resp = errResp(http.StatusMethodNotAllowed, "method_not_allowed", msgMethod)
+		case strings.HasPrefix(r.URL.Path, "/v1/"):
+			resp = errResp(http.StatusNotFound, "not_found", msgNotFoundURL)
+		default:
+			resp = response{status: http.StatusNotFound, body: []byte(notFoundHTML), ctype: "text/html; charset=utf-8"}
+		}
+		writeResp(w, resp, nil)
+		return
+	}
+	s.counts[ep].Add(1)
+	s.recordLast(ep, r)
+
+	f, faulted := s.takeFault(ep)
+	if faulted && s.preFault(w, r, f) {
+		return
+	}
+	var resp response
+	if faulted && f.Status != 0 && !(f.Status == http.StatusOK && f.Body == "") {
+		resp = statusEnvelope(f.Status)
+		if f.Body != "" {
+			resp.body = []byte(f.Body)
+		}
+	} else {
+		resp = s.answer(ep, runID, r)
+	}
+	if !faulted {
+		writeResp(w, resp, nil)
+		return
+	}
+	if f.ContentType != "" {
+		resp.ctype = f.ContentType
+	}
+	if f.RetryAfter != "" {
+		if resp.header == nil {
+			resp.header = map[string]string{}
+		}
+		resp.header["Retry-After"] = f.RetryAfter
+	}
+	if f.Truncate {
+		writeTruncated(w, resp)
+		return
+	}
+	writeResp(w, resp, nil)
+}
+
+func writeResp(w http.ResponseWriter, resp response, _ any) {
+	h := w.Header()
+	for k, v := range resp.header {
+		h.Set(k, v)
+	}
+	if resp.ctype != "" {
+		h.Set("Content-Type", resp.ctype)
+	}
+	h.Set("Content-Length", strconv.Itoa(len(resp.body)))
+	w.WriteHeader(resp.status)
+	_, _ = w.Write(resp.body)
+}
+
+func (s *Server) recordLast(ep Endpoint, r *http.Request) {
+	c := r.Clone(contextWithoutCancel(r))
+	c.Body = http.NoBody
+	c.GetBody = nil
+	s.lmu.Lock()
+	s.last[ep] = c
+	s.lmu.Unlock()
+}
+
+// answer builds the normal (unfaulted) response.
+func (s *Server) answer(ep Endpoint, runID string, r *http.Request) response {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return errResp(http.StatusMethodNotAllowed, "method_not_allowed", msgMethod)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	switch ep {
+	case EndpointIndex:
+		return jsonResp(200, struct {
+			Welcome       string `json:"welcome"`
+			APIVersion    string `json:"api_version"`
+			ServerVersion string `json:"server_version"`
+		}{"Dify OpenAPI", "v1", s.version})
+	case EndpointHealth:
+		return jsonResp(200, struct {
+			PID     int    `json:"pid"`
+			Status  string `json:"status"`
+			Version string `json:"version"`
+		}{os.Getpid(), "ok", s.version})
+	}
+	a, resp, ok := s.authenticate(r)
+	if !ok {
+		return resp
+	}
+	switch ep {
+	case EndpointInfo:
+		return s.info(a)
+	case EndpointParameters:
+		return s.parameters(a)
+	case EndpointRun:
+		return s.runDetail(a, runID)
+	case EndpointLogs:
+		return s.logList(a, r)
+	}
+	return errResp(http.StatusNotFound, "not_found", msgNotFoundURL)
+}
+
+// authenticate follows validate_and_get_api_token and validate_app_token
+// (dify-api.md §1 errors). Call with s.mu held.
+func (s *Server) authenticate(r *http.Request) (*appState, response, bool) {
+	h := r.Header.Get("Authorization")
+	if h == "" || !strings.Contains(h, " ") {
+		return nil, unauthorized(msgAuthMissing), false
+	}
+	// Python: auth_header.split(None, 1)
+	h = strings.TrimLeft(h, " \t\r\n\v\f")
+	scheme, token, _ := strings.Cut(h, " ")
+	if i := strings.IndexAny(scheme, "\t\r\n\v\f"); i >= 0 {
+		scheme, token = h[:i], h[i+1:]
+	}
+	token = strings.TrimLeft(token, " \t\r\n\v\f")
+	if strings.ToLower(scheme) != "bearer" {
+		return nil, unauthorized(msgAuthScheme), false
+	}
+	a, ok := s.apps[token]
+	if !ok || a.revoked {
+		return nil, unauthorized(msgAuthInvalid), false
+	}
+	if a.disabled != "" {
+		return nil, errResp(http.StatusForbidden, "forbidden", a.disabled), false
+	}
+	return a, response{}, true
+}
+
+func workflowCapable(mode string) bool { return mode == "workflow" || mode == "advanced-chat" }
+
+func (s *Server) info(a *appState) response {
+	if s.era == EraA {
+		return jsonResp(200, struct {
+			Name        string `json:"name"`
+			Description string `json:"description"`
+		}{a.app.Name, a.app.Description})
+	}
+	tags := a.app.Tags
+	if tags == nil {
+		tags = []string{}
+	}
+	return jsonResp(200, struct {
+		Name        string   `json:"name"`
+		Description string   `json:"description"`
+		Tags        []string `json:"tags"`
+		Mode        string   `json:"mode"`
+		AuthorName  string   `json:"author_name"`
+	}{a.app.Name, a.app.Description, tags, a.app.Mode, a.app.AuthorName})
+}
+
+func (s *Server) parameters(a *appState) response {
+	if a.app.Unpublished {
+		return errResp(http.StatusBadRequest, "app_unavailable", msgAppUnavailble)
+	}
+	off := map[string]bool{"enabled": false}
+	return jsonResp(200, map[string]any{
+		"opening_statement":                "",
+		"suggested_questions":              []string{},
+		"suggested_questions_after_answer": off,
+		"speech_to_text":                   off,
+		"text_to_speech":                   off,
+		"retriever_resource":               off,
+		"annotation_reply":                 off,
+		"more_like_this":                   off,
+		"sensitive_word_avoidance":         off,
+		"user_input_form":                  []any{},
+		"file_upload":                      map[string]any{"image": map[string]any{"enabled": false, "number_limits": 3, "detail": "high", "transfer_methods": []string{"remote_url", "local_file"}}},
+		"system_parameters":                map[string]int{"file_size_limit": 15, "image_file_size_limit": 10, "audio_file_size_limit": 50, "video_file_size_limit": 100, "workflow_file_upload_limit": 10},
+	})
+}
+
+// runJSON is the run detail; nil fields are null. Its zero value is the
+// all-null body of eras A–C.
+type runJSON struct {
+	ID          any `json:"id"`
+	WorkflowID  any `json:"workflow_id"`
+	Status      any `json:"status"`
+	Inputs      any `json:"inputs"`
+	Outputs     any `json:"outputs"`
+	Error       any `json:"error"`
+	TotalSteps  any `json:"total_steps"`
+	TotalTokens any `json:"total_tokens"`
+	CreatedAt   any `json:"created_at"`
+	FinishedAt  any `json:"finished_at"`
+	ElapsedTime any `json:"elapsed_time"`
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func unixOrNull(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.Unix()
+}
+
+func (s *Server) runDetail(a *appState, id string) response {
+	era := s.era
+	if era == EraA {
+		if a.app.Mode != "workflow" {
+			return errResp(http.StatusBadRequest, "not_workflow_app", msgNotWorkflow)
+		}
+	} else if !workflowCapable(a.app.Mode) {
+		return errResp(http.StatusBadRequest, "not_workflow_app", msgNotWorkflow)
+	}
+	n, ok := parseUUID(id)
+	if !ok {
+		// Postgres rejects the id: an uncaught exception.
+		if era >= EraC {
+			return jsonResp(http.StatusInternalServerError, struct {
+				Message string `json:"message"`
+				Code    string `json:"code"`
+			}{"Internal Server Error", "unknown"})
+		}
+		return errResp(http.StatusInternalServerError, "internal_server_error", msgInternal)
+	}
+	var rec *runRec
+	if era >= EraB {
+		rec = s.global[n]
+	} else {
+		rec = a.runs[n]
+	}
+	if rec == nil {
+		if era <= EraD {
+			return errResp(http.StatusNotFound, "not_found", msgRunNotFound)
+		}
+		return jsonResp(200, runJSON{})
+	}
+	r := rec.run
+	out := runJSON{
+		ID: r.ID, WorkflowID: r.WorkflowID, Status: r.Status,
+		Inputs: rec.inputs, Error: nullable(r.Error),
+		TotalSteps: r.TotalSteps, TotalTokens: r.TotalTokens,
+		CreatedAt: r.CreatedAt.Unix(), FinishedAt: unixOrNull(r.FinishedAt),
+		ElapsedTime: pyFloat(r.ElapsedTime),
+	}
+	switch {
+	case era <= EraD:
+		if r.Status == "paused" || r.Outputs == nil {
+			out.Outputs = map[string]any{}
+		} else {
+			out.Outputs = r.Outputs
+		}
+	default:
+		out.Outputs = nullable(rec.outputs)
+	}
+	if era == EraA {
+		out.CreatedAt = rfc822(r.CreatedAt)
+		if !r.FinishedAt.IsZero() {
+			out.FinishedAt = rfc822(r.FinishedAt)
+		}
+	}
+	return jsonResp(200, out)
+}
