@@ -1,0 +1,472 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dify-exporter/dify_exporter/client"
+)
+
+// API is the part of the Dify client the collector uses; *client.Client
+// implements it.
+type API interface {
+	Run(ctx context.Context, id string) (client.Run, error)
+	WorkflowLogs(ctx context.Context, q client.LogsQuery) (client.LogPage, error)
+	Info(ctx context.Context) (client.AppInfo, error)
+}
+
+// AppConfig describes one Dify app to export.
+type AppConfig struct {
+	// Name is the app label.
+	Name string
+	API  API
+	// RunIDs are the statically configured runs (flags, config file).
+	RunIDs []string
+	// Discovery turns on discovery from the workflow logs, reaching back
+	// Lookback on the first refresh.
+	Discovery bool
+	Lookback  time.Duration
+	// Retention and MaxRuns bound discovered and registered runs.
+	Retention time.Duration
+	MaxRuns   int
+	// Concurrency bounds parallel requests to the app's API.
+	Concurrency int
+	// Shard and TotalShards select this replica's share of the runs.
+	Shard, TotalShards int
+	// Fingerprint identifies the app's connection settings; an app whose
+	// fingerprint is unchanged keeps its state across a reload.
+	Fingerprint string
+}
+
+const (
+	logsPageSize = 100
+	// logsOverlap re-reads a little of the last window: log rows are
+	// written by several workers and their created_at may lag.
+	logsOverlap = 2 * time.Minute
+	// infoRefresh is how often GET /info is asked again when nothing else
+	// needs it (names and modes change rarely).
+	infoRefresh = 10 * time.Minute
+	maxInterned = 10000
+)
+
+// App tracks the runs of one Dify app.
+type App struct {
+	cfg      AppConfig
+	counters *counters
+	now      func() time.Time
+	started  time.Time
+
+	mu        sync.Mutex
+	store     *store
+	versions  map[string]string // workflow version → workflow_id, learnt from detail calls
+	names     map[string]string // interned workflow IDs and versions
+	watermark time.Time         // newest log created_at seen
+	gen       uint64            // refresh generation
+	info      client.AppInfo
+	infoAt    time.Time
+	up        bool
+	lastErr   string
+	lastDur   time.Duration
+	stale     int
+}
+
+func newApp(cfg AppConfig, c *counters, now func() time.Time) *App {
+	if cfg.MaxRuns <= 0 {
+		cfg.MaxRuns = 1000
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = time.Hour
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
+	}
+	a := &App{
+		cfg: cfg, counters: c, now: now, started: now(),
+		store:    newStore(cfg.MaxRuns, shardFilter{uint32(cfg.Shard), uint32(max(cfg.TotalShards, 1))}),
+		versions: make(map[string]string),
+		names:    make(map[string]string),
+	}
+	a.SetRunIDs(SourceStatic, cfg.RunIDs)
+	c.initApp(cfg.Name)
+	return a
+}
+
+// Name returns the app label.
+func (a *App) Name() string { return a.cfg.Name }
+
+// SetRunIDs replaces the runs listed by a listed source (static or file).
+func (a *App) SetRunIDs(src Source, ids []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	keep := make(map[string]struct{}, len(ids))
+	for _, id := range ids {
+		keep[id] = struct{}{}
+		a.store.add(id, src) //nolint:errcheck // listed sources are never capped
+	}
+	for id, r := range a.store.runs {
+		if r.sources&src != 0 {
+			if _, ok := keep[id]; !ok {
+				a.store.removeSource(id, src)
+			}
+		}
+	}
+}
+
+// Register tracks a run posted to the registration endpoint.
+func (a *App) Register(id string) error {
+	id, err := client.ParseRunID(id)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, err = a.store.add(id, SourceRegistered)
+	return err
+}
+
+// Status is a summary of the app for the landing page.
+type Status struct {
+	Name, Mode string
+	Up         bool
+	LastError  string
+	Tracked    int
+	Stale      int
+}
+
+// Status returns a summary of the app.
+func (a *App) Status() Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return Status{Name: a.cfg.Name, Mode: a.info.Mode, Up: a.up, LastError: a.lastErr,
+		Tracked: len(a.store.runs), Stale: a.stale}
+}
+
+// refreshState collects the outcome of one refresh.
+type refreshState struct {
+	mu        sync.Mutex
+	answered  bool  // some request got an answer proving the key works
+	refused   error // the key or app was refused
+	lastErr   error
+	transient bool
+}
+
+func (s *refreshState) record(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		s.answered = true
+		return
+	}
+	switch client.KindOf(err) {
+	case client.KindNotFound:
+		s.answered = true // a 404 on a run still proves the key
+		return
+	case client.KindUnauthorized, client.KindForbidden, client.KindNotWorkflowApp, client.KindAppUnavailable:
+		if s.refused == nil {
+			s.refused = err
+		}
+	}
+	s.lastErr = err
+}
+
+// refresh brings the app's runs up to date, within ctx's deadline.
+func (a *App) refresh(ctx context.Context) {
+	start := a.now()
+	a.mu.Lock()
+	a.gen++
+	gen := a.gen
+	needInfo := a.infoAt.IsZero() || start.Sub(a.infoAt) > infoRefresh
+	a.mu.Unlock()
+
+	st := &refreshState{}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	if a.cfg.Discovery {
+		a.discover(ctx, gen, st)
+	}
+	toFetch := a.runsToFetch(gen)
+	// Something must prove the key works each refresh: when neither the
+	// logs nor any run are asked for, /info is.
+	if needInfo || (!a.cfg.Discovery && len(toFetch) == 0) {
+		info, err := a.cfg.API.Info(ctx)
+		a.countError(err)
+		st.record(err)
+		if err == nil {
+			a.mu.Lock()
+			a.info, a.infoAt = info, a.now()
+			a.mu.Unlock()
+		}
+	}
+	if st.refused == nil {
+		a.fetchRuns(ctx, cancel, gen, toFetch, st)
+		a.resolveVersions()
+	}
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.store.expire(a.now(), a.cfg.Retention)
+	a.up = st.answered && st.refused == nil
+	switch {
+	case st.refused != nil:
+		a.lastErr = st.refused.Error()
+	case st.lastErr != nil:
+		a.lastErr = st.lastErr.Error()
+	default:
+		a.lastErr = ""
+	}
+	a.stale = 0
+	for _, r := range a.store.runs {
+		if r.stale {
+			a.stale++
+		}
+	}
+	a.lastDur = a.now().Sub(start)
+}
+
+// runsToFetch lists the runs whose details must be fetched this refresh.
+// Of discovered runs waiting for their version's workflow ID, one per
+// version is enough: resolveVersions completes the others.
+func (a *App) runsToFetch(gen uint64) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var ids []string
+	asked := make(map[string]bool)
+	for id, r := range a.store.runs {
+		if !r.needsFetch(gen) {
+			continue
+		}
+		if !r.known && r.version != "" && r.freshAt == gen {
+			if asked[r.version] {
+				continue
+			}
+			asked[r.version] = true
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// fetchRuns fetches run details with bounded concurrency. A refused key
+// cancels the rest: every other call would be refused too.
+func (a *App) fetchRuns(ctx context.Context, cancel context.CancelCauseFunc, gen uint64, ids []string, st *refreshState) {
+	var g errgroup.Group
+	g.SetLimit(a.cfg.Concurrency)
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			a.skip(ctx, id)
+			continue
+		}
+		g.Go(func() error {
+			if ctx.Err() != nil {
+				a.skip(ctx, id)
+				return nil
+			}
+			run, err := a.cfg.API.Run(ctx, id)
+			if err != nil && context.Cause(ctx) == errRefused {
+				a.skip(ctx, id)
+				return nil
+			}
+			st.record(err)
+			a.countError(err)
+			switch client.KindOf(err) {
+			case client.KindUnauthorized, client.KindForbidden, client.KindNotWorkflowApp, client.KindAppUnavailable:
+				cancel(errRefused)
+			}
+			a.apply(id, run, err, gen)
+			return nil
+		})
+	}
+	g.Wait() //nolint:errcheck // the goroutines return no errors
+}
+
+// errRefused cancels a refresh's remaining calls once the key is refused.
+var errRefused = errors.New("key refused")
+
+// skip marks a run that this refresh could not fetch. Runs skipped for
+// lack of time are counted as timeouts; those skipped because the key was
+// refused are not (the refusal is counted once).
+func (a *App) skip(ctx context.Context, id string) {
+	if context.Cause(ctx) != errRefused {
+		a.counters.runErrors.WithLabelValues(a.cfg.Name, client.KindTimeout.String()).Inc()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if r, ok := a.store.runs[id]; ok && r.known {
+		r.stale = true
+	}
+}
+
+// apply stores the outcome of fetching one run.
+func (a *App) apply(id string, run client.Run, err error, gen uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r, ok := a.store.runs[id]
+	if !ok {
+		return // removed meanwhile
+	}
+	if err != nil {
+		if client.KindOf(err) == client.KindNotFound {
+			a.store.drop(id, r)
+			return
+		}
+		r.stale = r.known
+		return
+	}
+	if r.version != "" && run.WorkflowID != "" {
+		a.versions[r.version] = run.WorkflowID
+	}
+	a.update(id, r, run, gen)
+}
+
+// resolveVersions completes discovered runs whose workflow version was
+// learnt from another run's detail call this refresh.
+func (a *App) resolveVersions() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range a.store.runs {
+		if r.known || r.gone || r.version == "" {
+			continue
+		}
+		if wf, ok := a.versions[r.version]; ok {
+			r.run.WorkflowID, r.known = wf, true
+		}
+	}
+}
+
+// update moves a tracked run to new values and counts its finish.
+func (a *App) update(id string, r *trackedRun, run client.Run, gen uint64) {
+	prev, wasKnown := r.run.Status, r.known
+	run.ID = id
+	if run.WorkflowID != "" {
+		run.WorkflowID = a.intern(run.WorkflowID)
+	}
+	r.run = run
+	r.known = run.WorkflowID != "" || r.known
+	r.stale = false
+	r.freshAt = gen
+	if !run.Status.Known() && (!wasKnown || prev != run.Status) {
+		a.counters.runErrors.WithLabelValues(a.cfg.Name, "unknown_status").Inc()
+	}
+	if !run.Status.Terminal() {
+		r.countable = true
+		return
+	}
+	if !r.terminalSince.IsZero() {
+		return // already seen terminal (and counted if it was to be)
+	}
+	a.store.markTerminal(id, r, a.now())
+	// Count only finishes that happen while the exporter watches.
+	if r.countable || (!run.FinishedAt.IsZero() && run.FinishedAt.After(a.started)) {
+		a.counters.runsFinished.WithLabelValues(a.cfg.Name, string(run.Status)).Inc()
+		a.counters.tokens.WithLabelValues(a.cfg.Name).Add(float64(run.TotalTokens))
+		a.counters.duration.WithLabelValues(a.cfg.Name).Observe(run.Elapsed.Seconds())
+		r.countable = false
+	}
+}
+
+// intern shares one copy of each workflow ID and version string among
+// the app's runs. The table is bounded: a server sending endless distinct
+// values only costs the sharing.
+func (a *App) intern(v string) string {
+	if s, ok := a.names[v]; ok {
+		return s
+	}
+	if len(a.names) >= maxInterned {
+		clear(a.names)
+	}
+	a.names[v] = v
+	return v
+}
+
+// discover reads the workflow logs newer than the watermark.
+func (a *App) discover(ctx context.Context, gen uint64, st *refreshState) {
+	a.mu.Lock()
+	after := a.watermark.Add(-logsOverlap)
+	if a.watermark.IsZero() {
+		after = a.now().Add(-a.cfg.Lookback)
+	}
+	newest := a.watermark
+	a.mu.Unlock()
+
+	// Bound the pages of one refresh: past the cap, older runs would only
+	// be evicted again.
+	maxPages := a.cfg.MaxRuns/logsPageSize + 2
+	var entries []client.LogEntry
+	failed := false
+	for page := 1; page <= maxPages; page++ {
+		p, err := a.cfg.API.WorkflowLogs(ctx, client.LogsQuery{CreatedAfter: after, Page: page, Limit: logsPageSize})
+		a.countError(err)
+		st.record(err)
+		if err != nil {
+			failed = true // the watermark stays: the next refresh reads this window again
+			break
+		}
+		entries = append(entries, p.Entries...)
+		if !p.HasMore || len(p.Entries) == 0 {
+			break
+		}
+	}
+	// Oldest first, so that the cap evicts the oldest runs, not the newest.
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := entries[i]
+		if e.LoggedAt.After(newest) {
+			newest = e.LoggedAt
+		}
+		a.discovered(e, gen)
+	}
+	// Past the page bound the window counts as read: what is older would
+	// not fit under the cap anyway.
+	if !failed {
+		a.mu.Lock()
+		if newest.After(a.watermark) {
+			a.watermark = newest
+		}
+		a.mu.Unlock()
+	}
+}
+
+// discovered takes in one log entry: the log carries the run's current
+// values, all but the workflow ID, which the version map supplies.
+func (a *App) discovered(e client.LogEntry, gen uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r, err := a.store.add(e.Run.ID, SourceDiscovered)
+	if err != nil || r == nil || r.gone {
+		return
+	}
+	if r.version == "" && e.Version != "" {
+		r.version = a.intern(e.Version)
+	}
+	run := e.Run
+	if r.known {
+		run.WorkflowID = r.run.WorkflowID
+	} else if wf, ok := a.versions[r.version]; ok && r.version != "" {
+		run.WorkflowID = wf
+	}
+	// Without a workflow ID the values are kept but not exposed until one
+	// detail call teaches the version's workflow ID.
+	a.update(e.Run.ID, r, run, gen)
+}
+
+func (a *App) countError(err error) {
+	if err == nil {
+		return
+	}
+	a.counters.runErrors.WithLabelValues(a.cfg.Name, client.KindOf(err).String()).Inc()
+}
+
+// errorText is the app's last error for logs and the landing page.
+func (a *App) errorText() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.lastErr == "" {
+		return ""
+	}
+	return fmt.Sprintf("app %s: %s", a.cfg.Name, a.lastErr)
+}

@@ -1,0 +1,251 @@
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/dify-exporter/dify_exporter/client/difytest"
+)
+
+func withDiscovery(max int) func(*AppConfig) {
+	return func(c *AppConfig) {
+		c.Discovery, c.Lookback, c.MaxRuns = true, time.Hour, max
+	}
+}
+
+// putLoggedRuns adds n finished runs created one second apart, ending a
+// minute before now, and returns their IDs oldest first.
+func putLoggedRuns(s *difytest.Server, now time.Time, n int, status string) []string {
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = difytest.NewRunID()
+		created := now.Add(-time.Minute - time.Duration(n-i)*time.Second)
+		s.PutRun(testKey, difytest.Run{
+			ID: ids[i], WorkflowID: wfID, Status: status, TotalSteps: 2, TotalTokens: 10 + i,
+			CreatedAt: created, FinishedAt: created.Add(time.Second), ElapsedTime: 0.5,
+		})
+	}
+	return ids
+}
+
+func TestDiscoveryAcrossPages(t *testing.T) {
+	f := newFixture(t, withDiscovery(1000))
+	ids := putLoggedRuns(f.srv, f.now(), 250, "succeeded")
+	f.refresh(t)
+
+	if got := f.srv.Requests(difytest.EndpointLogs); got != 3 {
+		t.Errorf("log pages read = %d, want 3 for 250 runs", got)
+	}
+	// All runs share one workflow version: one detail call teaches its
+	// workflow ID to the 249 others.
+	if got := f.srv.Requests(difytest.EndpointRun); got != 1 {
+		t.Errorf("run detail calls = %d, want 1", got)
+	}
+	if n := testutil.CollectAndCount(f.exp, "dify_workflow_run_tokens"); n != 250 {
+		t.Fatalf("runs exposed = %d, want 250", n)
+	}
+	for _, i := range []int{0, 99, 100, 249} {
+		l := map[string]string{"run_id": ids[i], "workflow_id": wfID}
+		if got := value(t, f.reg, "dify_workflow_run_tokens", l); got != float64(10+i) {
+			t.Errorf("run %d tokens = %v, want %d", i, got, 10+i)
+		}
+		if got := value(t, f.reg, "dify_workflow_run_status", map[string]string{"run_id": ids[i], "status": "succeeded"}); got != 1 {
+			t.Errorf("run %d succeeded = %v, want 1", i, got)
+		}
+	}
+	if got := value(t, f.reg, "dify_exporter_tracked_runs", map[string]string{"source": "discovered"}); got != 250 {
+		t.Errorf("tracked discovered = %v, want 250", got)
+	}
+	// They all finished before the exporter started: nothing is counted.
+	if got := value(t, f.reg, "dify_workflow_runs_finished_total", map[string]string{"status": "succeeded"}); got != 0 {
+		t.Errorf("finished_total = %v, want 0 for runs finished before start", got)
+	}
+}
+
+func TestDiscoverySteadyStateCalls(t *testing.T) {
+	f := newFixture(t, withDiscovery(1000))
+	start := f.now()
+	putLoggedRuns(f.srv, start, 50, "succeeded")
+	// A run still going that is older than the next window: it needs a
+	// detail call every refresh.
+	old := difytest.NewRunID()
+	f.srv.PutRun(testKey, difytest.Run{ID: old, WorkflowID: wfID, Status: "running", CreatedAt: f.now().Add(-30 * time.Minute)})
+	f.refresh(t)
+	f.srv.ResetRequests()
+
+	f.advance(10 * time.Minute)
+	newRun := difytest.NewRunID()
+	f.srv.PutRun(testKey, difytest.Run{ID: newRun, WorkflowID: wfID, Status: "running", CreatedAt: f.now()})
+	f.refresh(t)
+	// One log page; the old running run's detail; the new running run came
+	// with the page, so it needs none.
+	if got := f.srv.Requests(difytest.EndpointLogs); got != 1 {
+		t.Errorf("log pages = %d, want 1", got)
+	}
+	if got := f.srv.Requests(difytest.EndpointRun); got != 1 {
+		t.Errorf("run detail calls = %d, want 1 (the old running run)", got)
+	}
+	q := f.srv.LastRequest(difytest.EndpointLogs).URL.Query()
+	after, err := time.Parse(time.RFC3339, q.Get("created_at__after"))
+	if err != nil {
+		t.Fatalf("created_at__after %q: %v", q.Get("created_at__after"), err)
+	}
+	// The watermark is the newest log seen (putLoggedRuns' last, 61 s
+	// before the start) minus the overlap.
+	wantAfter := start.Add(-61*time.Second - logsOverlap)
+	if d := after.Sub(wantAfter); d < -2*time.Second || d > 2*time.Second {
+		t.Errorf("created_at__after = %v, want about %v", after, wantAfter)
+	}
+
+	// The new run finishes after the exporter started: it is counted once.
+	r, _ := f.srv.Run(testKey, newRun)
+	r.Status, r.FinishedAt, r.TotalTokens, r.ElapsedTime = "succeeded", f.now(), 42, 7
+	f.srv.PutRun(testKey, r)
+	f.refresh(t)
+	f.refresh(t)
+	if got := value(t, f.reg, "dify_workflow_runs_finished_total", map[string]string{"status": "succeeded"}); got != 1 {
+		t.Errorf("finished_total = %v, want 1", got)
+	}
+	if got := value(t, f.reg, "dify_workflow_tokens_total", nil); got != 42 {
+		t.Errorf("tokens_total = %v, want 42", got)
+	}
+	if got := value(t, f.reg, "dify_workflow_run_duration_seconds", nil); got != 1 {
+		t.Errorf("duration observations = %v, want 1", got)
+	}
+}
+
+func TestRetentionExpiresDiscoveredRuns(t *testing.T) {
+	f := newFixture(t, withDiscovery(1000))
+	listed := difytest.NewRunID()
+	f.srv.PutRun(testKey, finishedRun(listed, "failed"))
+	f.exp.App("translator").SetRunIDs(SourceStatic, []string{listed})
+	putLoggedRuns(f.srv, f.now(), 5, "succeeded")
+	f.refresh(t)
+	if n := testutil.CollectAndCount(f.exp, "dify_workflow_run_tokens"); n != 6 {
+		t.Fatalf("runs = %d, want 6", n)
+	}
+	f.advance(59 * time.Minute)
+	f.refresh(t)
+	if n := testutil.CollectAndCount(f.exp, "dify_workflow_run_tokens"); n != 6 {
+		t.Fatalf("runs after 59m = %d, want 6 (retention is 1h)", n)
+	}
+	f.advance(2 * time.Minute)
+	f.refresh(t)
+	// Discovered runs went; the listed one stays as long as it is listed.
+	if n := testutil.CollectAndCount(f.exp, "dify_workflow_run_tokens"); n != 1 {
+		t.Fatalf("runs after 61m = %d, want 1", n)
+	}
+}
+
+func TestCapKeepsNewestAndUnfinished(t *testing.T) {
+	f := newFixture(t, withDiscovery(100))
+	running := difytest.NewRunID()
+	f.srv.PutRun(testKey, difytest.Run{ID: running, WorkflowID: wfID, Status: "running", CreatedAt: f.now().Add(-50 * time.Minute)})
+	ids := putLoggedRuns(f.srv, f.now(), 250, "succeeded")
+	f.refresh(t)
+	app := f.exp.App("translator")
+	if st := app.Status(); st.Tracked != 100 {
+		t.Fatalf("tracked = %d, want the cap 100", st.Tracked)
+	}
+	if n := testutil.CollectAndCount(f.exp, "dify_workflow_run_status"); n != 600 {
+		t.Errorf("status series = %d, want 600", n)
+	}
+	// The running run and the newest finished ones are kept.
+	if got := value(t, f.reg, "dify_workflow_run_status", map[string]string{"run_id": running, "status": "running"}); got != 1 {
+		t.Errorf("running run not kept")
+	}
+	if got := value(t, f.reg, "dify_workflow_run_tokens", map[string]string{"run_id": ids[249]}); got != 259 {
+		t.Errorf("newest run tokens = %v, want 259", got)
+	}
+}
+
+func TestRegistrationCap(t *testing.T) {
+	f := newFixture(t, func(c *AppConfig) { c.MaxRuns = 10 })
+	var ids []string
+	for range 10 {
+		id := difytest.NewRunID()
+		ids = append(ids, id)
+		if err := f.exp.Register("translator", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	extra := difytest.NewRunID()
+	if err := f.exp.Register("translator", extra); !errors.Is(err, ErrCapFull) {
+		t.Fatalf("11th registration: err = %v, want ErrCapFull", err)
+	}
+	for _, id := range ids {
+		f.srv.PutRun(testKey, finishedRun(id, "succeeded"))
+	}
+	f.refresh(t)
+	if err := f.exp.Register("translator", extra); err != nil {
+		t.Fatalf("registration once runs finished: %v, want the oldest finished run evicted", err)
+	}
+	for _, tc := range []struct{ app, id, want string }{
+		{"nope", difytest.NewRunID(), `unknown app "nope"`},
+		{"translator", "../../v1/info", "invalid run ID"},
+		{"translator", "fb47b2e6-5e43-4f90-be01-d5c5a088d15?", "invalid run ID"},
+	} {
+		err := f.exp.Register(tc.app, tc.id)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Register(%q, %q) = %v, want an error containing %q", tc.app, tc.id, err, tc.want)
+		}
+	}
+}
+
+func TestRegistrationFloodStaysUnderCap(t *testing.T) {
+	f := newFixture(t, func(c *AppConfig) { c.MaxRuns = 1000 })
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	accepted := 0
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 12500 {
+				if f.exp.Register("translator", fmt.Sprintf("00000000-0000-4000-8000-%04x%08x", w, i)) == nil {
+					mu.Lock()
+					accepted++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if accepted != 1000 {
+		t.Errorf("accepted %d of 100000 registrations, want exactly the cap 1000", accepted)
+	}
+	if st := f.exp.App("translator").Status(); st.Tracked != 1000 {
+		t.Errorf("tracked = %d, want 1000", st.Tracked)
+	}
+}
+
+func TestShardsSplitWithoutOverlapOrGap(t *testing.T) {
+	const shards = 3
+	var ids []string
+	for i := range 300 {
+		ids = append(ids, runID(i))
+	}
+	seen := map[string]int{}
+	for shard := range shards {
+		f := newFixture(t, func(c *AppConfig) { c.RunIDs, c.Shard, c.TotalShards = ids, shard, shards })
+		n := 0
+		for id := range f.exp.App("translator").store.runs {
+			seen[id]++
+			n++
+		}
+		if n < 50 || n > 150 {
+			t.Errorf("shard %d has %d of 300 runs: a poor split", shard, n)
+		}
+	}
+	for _, id := range ids {
+		if seen[id] != 1 {
+			t.Errorf("run %s is in %d shards, want exactly 1", id, seen[id])
+		}
+	}
+}

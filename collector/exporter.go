@@ -1,0 +1,239 @@
+// Package collector turns the runs of Dify apps into Prometheus metrics.
+// It tracks runs from several sources, refreshes them from Dify's API on
+// each scrape and emits per-run gauges, per-app aggregates and the
+// exporter's own health. It knows nothing of HTTP: a Dify API is an API.
+package collector
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/dify-exporter/dify_exporter/client"
+)
+
+// Exporter is a prometheus.Collector for a set of Dify apps.
+type Exporter struct {
+	counters *counters
+	now      func() time.Time
+	flight   singleflight.Group
+
+	mu   sync.RWMutex
+	apps []*App
+}
+
+// Option configures an Exporter.
+type Option func(*Exporter)
+
+// WithClock replaces time.Now, for tests.
+func WithClock(now func() time.Time) Option { return func(e *Exporter) { e.now = now } }
+
+// New returns an Exporter for apps.
+func New(apps []AppConfig, opts ...Option) *Exporter {
+	e := &Exporter{counters: newCounters(), now: time.Now}
+	for _, o := range opts {
+		o(e)
+	}
+	e.SetApps(apps)
+	return e
+}
+
+// SetApps replaces the exported apps, as a config reload does. An app
+// whose name and fingerprint are unchanged keeps its runs and state; its
+// static run list is replaced.
+func (e *Exporter) SetApps(cfgs []AppConfig) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := make(map[string]*App, len(e.apps))
+	for _, a := range e.apps {
+		old[a.cfg.Name] = a
+	}
+	apps := make([]*App, 0, len(cfgs))
+	for _, c := range cfgs {
+		if a, ok := old[c.Name]; ok && sameApp(a.cfg, c) {
+			a.cfg.RunIDs = c.RunIDs
+			a.SetRunIDs(SourceStatic, c.RunIDs)
+			apps = append(apps, a)
+			delete(old, c.Name)
+			continue
+		}
+		apps = append(apps, newApp(c, e.counters, e.now))
+	}
+	for name := range old {
+		if !slices.ContainsFunc(apps, func(a *App) bool { return a.cfg.Name == name }) {
+			e.counters.forgetApp(name)
+		}
+	}
+	e.apps = apps
+}
+
+// sameApp reports whether an app can keep its state under a new config.
+func sameApp(a, b AppConfig) bool {
+	return a.Fingerprint == b.Fingerprint && a.Discovery == b.Discovery && a.Lookback == b.Lookback &&
+		a.Retention == b.Retention && a.MaxRuns == b.MaxRuns && a.Concurrency == b.Concurrency &&
+		a.Shard == b.Shard && a.TotalShards == b.TotalShards
+}
+
+// App returns the app with this name, or nil.
+func (e *Exporter) App(name string) *App {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	for _, a := range e.apps {
+		if a.cfg.Name == name {
+			return a
+		}
+	}
+	return nil
+}
+
+// Apps returns the apps in configuration order.
+func (e *Exporter) Apps() []*App {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return slices.Clone(e.apps)
+}
+
+// Register tracks a run of the named app posted to the registration
+// endpoint.
+func (e *Exporter) Register(app, runID string) error {
+	a := e.App(app)
+	if a == nil {
+		return fmt.Errorf("unknown app %q", clip(app))
+	}
+	return a.Register(runID)
+}
+
+// RequestObserver returns the function the app's client calls after each
+// request, to count it in dify_exporter_api_requests_total.
+func (e *Exporter) RequestObserver(app string) func(endpoint, code string) {
+	return func(endpoint, code string) {
+		e.counters.apiRequests.WithLabelValues(app, endpoint, code).Inc()
+	}
+}
+
+// Refresh brings every app up to date, each in parallel, within ctx. Calls
+// that overlap share one refresh; a caller whose ctx ends first returns
+// early and is served the last good values.
+func (e *Exporter) Refresh(ctx context.Context) {
+	leader := make(chan struct{})
+	ch := e.flight.DoChan("refresh", func() (any, error) {
+		close(leader)
+		var wg sync.WaitGroup
+		for _, a := range e.Apps() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				a.refresh(ctx)
+			}()
+		}
+		wg.Wait()
+		return nil, nil
+	})
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		// The leader's refresh runs on this ctx and ends with it: wait
+		// the moment it takes to mark what it could not fetch.
+		select {
+		case <-leader:
+			<-ch
+		default:
+		}
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{runTokensDesc, runStepsDesc, runElapsedDesc, runStatusDesc,
+		runCreatedDesc, runFinishedDesc, upDesc, appInfoDesc, runsDesc, scrapeDurationDesc,
+		trackedRunsDesc, staleRunsDesc} {
+		ch <- d
+	}
+	for _, c := range e.counters.collectors() {
+		c.Describe(ch)
+	}
+}
+
+// Collect implements prometheus.Collector. It serves what the last
+// refresh left; it does not call Dify.
+func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
+	for _, a := range e.Apps() {
+		a.collect(ch)
+	}
+	for _, c := range e.counters.collectors() {
+		c.Collect(ch)
+	}
+}
+
+func (a *App) collect(ch chan<- prometheus.Metric) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	name := a.cfg.Name
+	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, boolValue(a.up), name)
+	if !a.infoAt.IsZero() {
+		ch <- prometheus.MustNewConstMetric(appInfoDesc, prometheus.GaugeValue, 1, name, a.info.Name, a.info.Mode)
+	}
+	ch <- prometheus.MustNewConstMetric(scrapeDurationDesc, prometheus.GaugeValue, a.lastDur.Seconds(), name)
+	ch <- prometheus.MustNewConstMetric(staleRunsDesc, prometheus.GaugeValue, float64(a.stale), name)
+
+	var byStatus [6]int
+	var bySource [4]int
+	for _, r := range a.store.runs {
+		for i, s := range sourceNames {
+			if r.sources&s.s != 0 {
+				bySource[i]++
+			}
+		}
+		if !r.known || r.gone {
+			continue
+		}
+		if i := slices.Index(client.Statuses, r.run.Status); i >= 0 {
+			byStatus[i]++
+		}
+		collectRun(ch, name, &r.run)
+	}
+	for i, s := range statusLabels {
+		ch <- prometheus.MustNewConstMetric(runsDesc, prometheus.GaugeValue, float64(byStatus[i]), name, s)
+	}
+	for i, s := range sourceNames {
+		ch <- prometheus.MustNewConstMetric(trackedRunsDesc, prometheus.GaugeValue, float64(bySource[i]), name, s.name)
+	}
+}
+
+func collectRun(ch chan<- prometheus.Metric, app string, r *client.Run) {
+	wf, id := r.WorkflowID, r.ID
+	ch <- prometheus.MustNewConstMetric(runTokensDesc, prometheus.GaugeValue, float64(r.TotalTokens), app, wf, id)
+	ch <- prometheus.MustNewConstMetric(runStepsDesc, prometheus.GaugeValue, float64(r.TotalSteps), app, wf, id)
+	ch <- prometheus.MustNewConstMetric(runElapsedDesc, prometheus.GaugeValue, r.Elapsed.Seconds(), app, wf, id)
+	for _, s := range statusLabels {
+		ch <- prometheus.MustNewConstMetric(runStatusDesc, prometheus.GaugeValue, boolValue(string(r.Status) == s), app, wf, id, s)
+	}
+	if !r.CreatedAt.IsZero() {
+		ch <- prometheus.MustNewConstMetric(runCreatedDesc, prometheus.GaugeValue, unixSeconds(r.CreatedAt), app, wf, id)
+	}
+	if !r.FinishedAt.IsZero() {
+		ch <- prometheus.MustNewConstMetric(runFinishedDesc, prometheus.GaugeValue, unixSeconds(r.FinishedAt), app, wf, id)
+	}
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// clip shortens user-supplied text for an error message.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}

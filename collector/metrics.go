@@ -1,0 +1,113 @@
+package collector
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dify-exporter/dify_exporter/client"
+)
+
+const namespace = "dify"
+
+var runLabels = []string{"app", "workflow_id", "run_id"}
+
+// Every metric family the collector emits is declared here.
+var (
+	runTokensDesc = prometheus.NewDesc("dify_workflow_run_tokens",
+		"Total tokens used by the workflow run (Dify's total_tokens).", runLabels, nil)
+	runStepsDesc = prometheus.NewDesc("dify_workflow_run_steps",
+		"Steps executed by the workflow run (Dify's total_steps).", runLabels, nil)
+	runElapsedDesc = prometheus.NewDesc("dify_workflow_run_elapsed_seconds",
+		"Elapsed time of the workflow run in seconds (Dify's elapsed_time).", runLabels, nil)
+	runStatusDesc = prometheus.NewDesc("dify_workflow_run_status",
+		"Status of the workflow run: 1 for its current status, 0 for the others.", append(runLabels, "status"), nil)
+	runCreatedDesc = prometheus.NewDesc("dify_workflow_run_created_timestamp_seconds",
+		"Unix time the workflow run was created.", runLabels, nil)
+	runFinishedDesc = prometheus.NewDesc("dify_workflow_run_finished_timestamp_seconds",
+		"Unix time the workflow run finished; absent while it has not.", runLabels, nil)
+
+	upDesc = prometheus.NewDesc("dify_up",
+		"1 if the last refresh reached the app's Dify API with a valid key.", []string{"app"}, nil)
+	appInfoDesc = prometheus.NewDesc("dify_app_info",
+		"Dify app as GET /v1/info describes it.", []string{"app", "name", "mode"}, nil)
+	runsDesc = prometheus.NewDesc("dify_workflow_runs",
+		"Tracked workflow runs in each status.", []string{"app", "status"}, nil)
+	scrapeDurationDesc = prometheus.NewDesc("dify_scrape_duration_seconds",
+		"Duration of the last refresh of the app.", []string{"app"}, nil)
+	trackedRunsDesc = prometheus.NewDesc("dify_exporter_tracked_runs",
+		"Runs the exporter tracks for the app, by the source it learnt them from.", []string{"app", "source"}, nil)
+	staleRunsDesc = prometheus.NewDesc("dify_exporter_runs_stale",
+		"Runs served from their last good values because the last refresh could not fetch them.", []string{"app"}, nil)
+)
+
+// counters are the exporter's cumulative metrics, shared by all apps and
+// labelled by app.
+type counters struct {
+	apiRequests  *prometheus.CounterVec
+	runErrors    *prometheus.CounterVec
+	runsFinished *prometheus.CounterVec
+	tokens       *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+}
+
+// durationBuckets spans quick single-LLM workflows to hour-long pipelines.
+var durationBuckets = []float64{1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600}
+
+func newCounters() *counters {
+	return &counters{
+		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "exporter", Name: "api_requests_total",
+			Help: "Requests sent to the Dify API, by endpoint and HTTP status code (\"error\" when no response arrived).",
+		}, []string{"app", "endpoint", "code"}),
+		runErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "exporter", Name: "run_errors_total",
+			Help: "Failed Dify API calls and unusable runs, by reason.",
+		}, []string{"app", "reason"}),
+		runsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "workflow_runs_finished_total",
+			Help: "Workflow runs seen reaching a terminal status since the exporter started.",
+		}, []string{"app", "status"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "workflow_tokens_total",
+			Help: "Tokens of the workflow runs counted in dify_workflow_runs_finished_total.",
+		}, []string{"app"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "workflow_run_duration_seconds",
+			Help:    "Elapsed time of the workflow runs counted in dify_workflow_runs_finished_total.",
+			Buckets: durationBuckets,
+		}, []string{"app"}),
+	}
+}
+
+func (c *counters) collectors() []prometheus.Collector {
+	return []prometheus.Collector{c.apiRequests, c.runErrors, c.runsFinished, c.tokens, c.duration}
+}
+
+// initApp makes every series of an app visible at zero from the start, so
+// that rate() and increase() see the first event.
+func (c *counters) initApp(app string) {
+	for _, s := range client.Statuses {
+		if s.Terminal() {
+			c.runsFinished.WithLabelValues(app, string(s))
+		}
+	}
+	c.tokens.WithLabelValues(app)
+	c.duration.WithLabelValues(app)
+}
+
+// forgetApp removes a removed app's series.
+func (c *counters) forgetApp(app string) {
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{c.apiRequests, c.runErrors, c.runsFinished, c.tokens, c.duration} {
+		v.DeletePartialMatch(prometheus.Labels{"app": app})
+	}
+}
+
+// statusLabels are the status label values of the one-hot gauge.
+var statusLabels = func() []string {
+	l := make([]string, len(client.Statuses))
+	for i, s := range client.Statuses {
+		l[i] = string(s)
+	}
+	return l
+}()

@@ -1,0 +1,257 @@
+package collector
+
+import (
+	"errors"
+	"hash/fnv"
+	"time"
+
+	"github.com/dify-exporter/dify_exporter/client"
+)
+
+// Source says how the exporter learnt of a run. A run may have several.
+type Source uint8
+
+// The run sources of DESIGN.md.
+const (
+	SourceStatic Source = 1 << iota
+	SourceFile
+	SourceDiscovered
+	SourceRegistered
+
+	// listed sources are the user's own lists: their runs are kept as long
+	// as they are listed, outside retention and the cap.
+	listed = SourceStatic | SourceFile
+	// capped sources count against --runs.max and expire after retention.
+	capped = SourceDiscovered | SourceRegistered
+)
+
+var sourceNames = []struct {
+	s    Source
+	name string
+}{{SourceStatic, "static"}, {SourceFile, "file"}, {SourceDiscovered, "discovered"}, {SourceRegistered, "registered"}}
+
+// ErrCapFull is returned when a run cannot be added because the app's cap
+// is full of runs that have not finished.
+var ErrCapFull = errors.New("run cap reached: every tracked run is still running or paused")
+
+// trackedRun is what the exporter remembers of one run. It is kept small:
+// memory per run is a goal (see the benchmarks).
+type trackedRun struct {
+	run     client.Run
+	sources Source
+	// known is set once the run's values (with its workflow ID) are known.
+	known bool
+	// gone is set when Dify said the run does not exist; a listed run
+	// stays in the map so that it is not fetched again.
+	gone bool
+	// stale is set when the last attempt to refresh it failed.
+	stale bool
+	// freshAt is the refresh generation whose logs already updated it.
+	freshAt uint64
+	// terminalSince is the exporter's clock when it first saw the run
+	// terminal; retention counts from it.
+	terminalSince time.Time
+	// version is the workflow version the logs gave, which maps to the
+	// workflow ID the logs lack.
+	version string
+	// countable is set when the exporter saw the run unfinished, so its
+	// finish happens on the exporter's watch.
+	countable bool
+}
+
+// needsFetch reports whether the run's detail must be fetched in the
+// refresh of generation gen.
+func (r *trackedRun) needsFetch(gen uint64) bool {
+	if r.gone {
+		return false
+	}
+	if !r.known {
+		return true
+	}
+	return !r.run.Status.Terminal() && r.freshAt != gen
+}
+
+// store holds an app's tracked runs. It is not safe for concurrent use:
+// the app's lock guards it.
+type store struct {
+	runs map[string]*trackedRun
+	// finished queues capped runs in the order they became terminal, so
+	// the oldest terminal run is found in O(1). Entries whose run left or
+	// changed are skipped lazily.
+	finished []string
+	// nCapped counts runs with a capped source and no listed one.
+	nCapped int
+	max     int
+	shard   shardFilter
+}
+
+func newStore(max int, shard shardFilter) *store {
+	return &store{runs: make(map[string]*trackedRun), max: max, shard: shard}
+}
+
+// cappedOnly reports whether the run counts against the cap.
+func cappedOnly(s Source) bool { return s&capped != 0 && s&listed == 0 }
+
+// add starts tracking id from src, or adds src to a tracked run. It
+// returns the run, or nil when the run belongs to another shard. A full
+// cap first evicts the oldest terminal run; failing that, a discovered
+// run evicts the oldest unfinished one and a registered run is refused.
+func (s *store) add(id string, src Source) (*trackedRun, error) {
+	if !s.shard.keeps(id) {
+		return nil, nil
+	}
+	if r, ok := s.runs[id]; ok {
+		before := cappedOnly(r.sources)
+		r.sources |= src
+		s.recount(before, r.sources)
+		return r, nil
+	}
+	if cappedOnly(src) && s.nCapped >= s.max {
+		if !s.evictOldestTerminal() {
+			if src&SourceRegistered != 0 {
+				return nil, ErrCapFull
+			}
+			s.evictOldestUnfinished()
+		}
+	}
+	r := &trackedRun{run: client.Run{ID: id}, sources: src}
+	s.runs[id] = r
+	if cappedOnly(src) {
+		s.nCapped++
+	}
+	return r, nil
+}
+
+// removeSource stops tracking id from src; the run goes when no source is
+// left.
+func (s *store) removeSource(id string, src Source) {
+	r, ok := s.runs[id]
+	if !ok {
+		return
+	}
+	before := cappedOnly(r.sources)
+	r.sources &^= src
+	if r.sources == 0 {
+		s.delete(id)
+		return
+	}
+	s.recount(before, r.sources)
+	if cappedOnly(r.sources) && !r.terminalSince.IsZero() {
+		s.finished = append(s.finished, id)
+	}
+}
+
+func (s *store) recount(wasCapped bool, now Source) {
+	switch isCapped := cappedOnly(now); {
+	case wasCapped && !isCapped:
+		s.nCapped--
+	case !wasCapped && isCapped:
+		s.nCapped++
+	}
+}
+
+func (s *store) delete(id string) {
+	r, ok := s.runs[id]
+	if !ok {
+		return
+	}
+	if cappedOnly(r.sources) {
+		s.nCapped--
+	}
+	delete(s.runs, id)
+}
+
+// markTerminal records when a run was first seen terminal.
+func (s *store) markTerminal(id string, r *trackedRun, now time.Time) {
+	if !r.terminalSince.IsZero() {
+		return
+	}
+	r.terminalSince = now
+	if cappedOnly(r.sources) {
+		s.finished = append(s.finished, id)
+	}
+}
+
+// drop forgets a run that Dify no longer has. A listed run is remembered
+// as gone so that it is not fetched again while it stays listed.
+func (s *store) drop(id string, r *trackedRun) {
+	if r.sources&listed != 0 {
+		r.gone, r.known, r.stale = true, false, false
+		return
+	}
+	s.delete(id)
+}
+
+// evictOldestTerminal removes the capped run that became terminal first.
+func (s *store) evictOldestTerminal() bool {
+	for len(s.finished) > 0 {
+		id := s.finished[0]
+		s.finished[0] = ""
+		s.finished = s.finished[1:]
+		if r, ok := s.runs[id]; ok && cappedOnly(r.sources) && !r.terminalSince.IsZero() {
+			s.delete(id)
+			return true
+		}
+	}
+	s.compactQueue()
+	return false
+}
+
+// evictOldestUnfinished removes the capped run created first (or, for runs
+// not fetched yet, any such run).
+func (s *store) evictOldestUnfinished() {
+	var oldestID string
+	var oldest time.Time
+	for id, r := range s.runs {
+		if !cappedOnly(r.sources) {
+			continue
+		}
+		if oldestID == "" || r.run.CreatedAt.Before(oldest) {
+			oldestID, oldest = id, r.run.CreatedAt
+		}
+	}
+	if oldestID != "" {
+		s.delete(oldestID)
+	}
+}
+
+// expire removes capped runs terminal for longer than retention.
+func (s *store) expire(now time.Time, retention time.Duration) {
+	cut := 0
+	for _, id := range s.finished {
+		r, ok := s.runs[id]
+		if !ok || !cappedOnly(r.sources) || r.terminalSince.IsZero() {
+			cut++
+			continue
+		}
+		if now.Sub(r.terminalSince) < retention {
+			break
+		}
+		s.delete(id)
+		cut++
+	}
+	clear(s.finished[:cut])
+	s.finished = s.finished[cut:]
+	s.compactQueue()
+}
+
+// compactQueue gives back the queue's backing array once it is mostly
+// consumed, so that it cannot grow without bound.
+func (s *store) compactQueue() {
+	if cap(s.finished) > 64 && len(s.finished) < cap(s.finished)/4 {
+		s.finished = append([]string(nil), s.finished...)
+	}
+}
+
+// shardFilter keeps the run IDs that hash to one shard, as
+// kube-state-metrics does with object UIDs.
+type shardFilter struct{ shard, total uint32 }
+
+func (f shardFilter) keeps(id string) bool {
+	if f.total <= 1 {
+		return true
+	}
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return h.Sum32()%f.total == f.shard
+}
