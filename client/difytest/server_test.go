@@ -491,8 +491,8 @@ func TestFaults(t *testing.T) {
 		{"malformed 200", Fault{Status: 200, Body: `{"id": "fb47`}, 200, `{"id": "fb47`, "application/json", "", false},
 		{"200 empty body is the normal answer with overrides", Fault{Status: 200, ContentType: "text/plain"}, 200, bodyRunNewest, "text/plain", "", false},
 		{"latency", Fault{Latency: 50 * time.Millisecond}, 200, bodyRunNewest, "application/json", "", false},
-		{"truncate", Fault{Truncate: true}, 0, "", "", "", true},
-		{"truncate error body", Fault{Status: 503, Truncate: true}, 0, "", "", "", true},
+		{"truncate", Fault{Truncate: true}, 200, bodyRunNewest[:len(bodyRunNewest)/2], "", "", true},
+		{"truncate error body", Fault{Status: 503, Truncate: true}, 503, `{"code":"service_unavailable","message":"The server is temporarily unable`, "", "", true},
 		{"reset", Fault{Reset: true}, 0, "", "", "", true},
 	}
 	for _, c := range cases {
@@ -511,6 +511,12 @@ func TestFaults(t *testing.T) {
 			if c.wantErr {
 				if err == nil {
 					t.Fatalf("want a transport error, got %d %s", resp.StatusCode, body)
+				}
+				if c.fault.Truncate {
+					// Headers and half of the body arrive, then the connection drops.
+					if !errors.Is(err, io.ErrUnexpectedEOF) || resp.StatusCode != c.status || !strings.HasPrefix(string(body), c.body) || len(body) == 0 {
+						t.Errorf("truncate: err %v, status %d, body %q", err, resp.StatusCode, body)
+					}
 				}
 			} else {
 				if err != nil {
@@ -767,3 +773,49 @@ type discardWriter struct {
 func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) WriteHeader(c int)           { w.code = c }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+func TestLogsKeywordAndUsers(t *testing.T) {
+	s := NewServer()
+	defer s.Close()
+	const key = "app-kw"
+	s.AddApp(key, App{Name: "K", Mode: "workflow", AuthorName: "Ann"})
+	ids := []string{NewRunID(), NewRunID(), NewRunID(), NewRunID()}
+	s.PutRun(key, Run{ID: ids[0], Status: "succeeded", CreatedAt: t0, Inputs: map[string]any{"query": "Translate this café"}, User: "alice"})
+	s.PutRun(key, Run{ID: ids[1], Status: "succeeded", CreatedAt: t0.Add(time.Second), Outputs: map[string]any{"result": "Bonjour"}, User: "bob"})
+	s.PutRun(key, Run{ID: ids[2], Status: "running", CreatedAt: t0.Add(2 * time.Second), CreatedFrom: "installed-app"})
+	s.PutRun(key, Run{ID: ids[3], Status: "running", CreatedAt: t0.Add(3 * time.Second), CreatedFrom: "web-app", User: "anon-session"})
+	for _, c := range []struct {
+		name string
+		q    url.Values
+		ids  []string
+	}{
+		{"keyword in inputs, case-insensitive", url.Values{"keyword": {"TRANSLATE"}}, []string{ids[0]}},
+		{"keyword non-ascii", url.Values{"keyword": {"café"}}, []string{ids[0]}},
+		{"keyword in outputs", url.Values{"keyword": {"bonjour"}}, []string{ids[1]}},
+		{"keyword session", url.Values{"keyword": {"bob"}}, []string{ids[1]}},
+		{"keyword upper-case uuid", url.Values{"keyword": {strings.ToUpper(ids[2])}}, []string{ids[2]}},
+		{"keyword no match", url.Values{"keyword": {"zzz"}}, nil},
+		{"session filter", url.Values{"created_by_end_user_session_id": {"alice"}}, []string{ids[0]}},
+		{"account filter", url.Values{"created_by_account": {"owner@example.com"}}, []string{ids[2]}},
+	} {
+		p, r := getLogs(t, s, key, c.q)
+		if r.status != 200 || strings.Join(p.runIDs(), ",") != strings.Join(c.ids, ",") || p.Total != len(c.ids) {
+			t.Errorf("%s: %d %v total %d, want %v", c.name, r.status, p.runIDs(), p.Total, c.ids)
+		}
+	}
+	_, r := getLogs(t, s, key, url.Values{"created_by_account": {"x@y"}})
+	if r.status != 400 || !strings.Contains(r.body, `"message":"Account not found: x@y"`) {
+		t.Errorf("unknown account: %d %s", r.status, r.body)
+	}
+	r = get(t, s, "/v1/workflows/logs", "Bearer "+key)
+	for _, want := range []string{
+		`"created_from":"installed-app","created_by_role":"account","created_by_account":{"id":"`,
+		`"name":"Ann","email":"owner@example.com"},"created_by_end_user":null`,
+		`"created_from":"web-app","created_by_role":"end_user","created_by_account":null,"created_by_end_user":{"id":"`,
+		`"type":"browser","is_anonymous":true,"session_id":"anon-session"}`,
+	} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("logs body lacks %s:\n%s", want, r.body)
+		}
+	}
+}

@@ -146,8 +146,8 @@ func (sim *Simulator) finish(sr *simRun, now time.Time) {
 		r.Outputs = map[string]any{"result": "simulated answer", "tokens": r.TotalTokens}
 	}
 	r.FinishedAt = now
-	if max := now.Sub(r.CreatedAt).Seconds(); r.ElapsedTime > max {
-		r.ElapsedTime = max
+	if wall := now.Sub(r.CreatedAt).Seconds(); r.ElapsedTime > wall {
+		r.ElapsedTime = wall
 	}
 	sim.s.PutRun(sim.cfg.Key, *r)
 	sim.finished = append(sim.finished, r.ID)

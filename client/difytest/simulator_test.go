@@ -42,8 +42,8 @@ func TestSimulatorLifecycle(t *testing.T) {
 						if r.FinishedAt.IsZero() || r.FinishedAt.Before(r.CreatedAt) {
 							t.Errorf("%s %s: finished_at %v, created %v", id, r.Status, r.FinishedAt, r.CreatedAt)
 						}
-						if max := r.FinishedAt.Sub(r.CreatedAt).Seconds(); r.ElapsedTime > max || r.ElapsedTime < 0 {
-							t.Errorf("%s: elapsed %v outside [0, %v]", id, r.ElapsedTime, max)
+						if wall := r.FinishedAt.Sub(r.CreatedAt).Seconds(); r.ElapsedTime > wall || r.ElapsedTime < 0 {
+							t.Errorf("%s: elapsed %v outside [0, %v]", id, r.ElapsedTime, wall)
 						}
 						if (r.Status == "failed") != (r.Error != "") {
 							t.Errorf("%s %s with error %q", id, r.Status, r.Error)
