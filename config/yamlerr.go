@@ -1,0 +1,423 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	promconfig "github.com/prometheus/common/config"
+	"go.yaml.in/yaml/v3"
+)
+
+// posError is an error found while decoding a node, with its position.
+type posError struct {
+	line, col int
+	msg       string
+}
+
+func (e *posError) Error() string { return fmt.Sprintf("line %d: %s", e.line, e.msg) }
+
+// tree is the file's node tree, used to put errors in context.
+type tree struct {
+	top      *yaml.Node // the top mapping, nil if none
+	defaults *yaml.Node // the defaults mapping, nil if none
+	apps     *yaml.Node // the apps sequence, nil if none
+}
+
+func newTree(root *yaml.Node) *tree {
+	t := &tree{}
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	if root.Kind != yaml.MappingNode {
+		return t
+	}
+	t.top = root
+	t.defaults = asKind(valueNode(root, "defaults"), yaml.MappingNode)
+	t.apps = asKind(valueNode(root, "apps"), yaml.SequenceNode)
+	return t
+}
+
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 16; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+func asKind(n *yaml.Node, k yaml.Kind) *yaml.Node {
+	n = deref(n)
+	if n == nil || n.Kind != k {
+		return nil
+	}
+	return n
+}
+
+// app returns the mapping node of apps[i], or nil.
+func (t *tree) app(i int) *yaml.Node {
+	if t.apps == nil || i < 0 || i >= len(t.apps.Content) {
+		return nil
+	}
+	return asKind(t.apps.Content[i], yaml.MappingNode)
+}
+
+// pair returns the key and value nodes at path in nested mappings.
+func pair(m *yaml.Node, path ...string) (k, v *yaml.Node) {
+	for _, p := range path {
+		m = asKind(m, yaml.MappingNode)
+		if m == nil {
+			return nil, nil
+		}
+		k, v = nil, nil
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			if m.Content[i].Value == p {
+				k, v = m.Content[i], m.Content[i+1]
+			}
+		}
+		if k == nil {
+			return nil, nil
+		}
+		m = v
+	}
+	return k, v
+}
+
+func keyNode(m *yaml.Node, path ...string) *yaml.Node {
+	k, _ := pair(m, path...)
+	return k
+}
+
+func valueNode(m *yaml.Node, path ...string) *yaml.Node {
+	_, v := pair(m, path...)
+	return deref(v)
+}
+
+func linePrefix(n *yaml.Node) string {
+	if n == nil || n.Line == 0 {
+		return ""
+	}
+	return fmt.Sprintf("line %d: ", n.Line)
+}
+
+func atLine(n *yaml.Node) string {
+	if n == nil || n.Line == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (line %d)", n.Line)
+}
+
+func before(n *yaml.Node, line, col int) bool {
+	return n.Line < line || n.Line == line && n.Column <= col
+}
+
+// locate describes what is at a position: the section ("defaults",
+// `app "x" (apps[1])`, or "" for the top level) and the field path inside it.
+func (t *tree) locate(line, col int) (section string, path []string) {
+	if t.top == nil {
+		return "", nil
+	}
+	k, v := lastBefore(t.top, line, col)
+	if k == nil {
+		return "", nil
+	}
+	switch {
+	case k.Value == "defaults" && asKind(v, yaml.MappingNode) != nil:
+		return "defaults", descend(deref(v), line, col)
+	case k.Value == "apps" && t.apps != nil && deref(v) == t.apps:
+		idx := -1
+		for i, it := range t.apps.Content {
+			if before(it, line, col) {
+				idx = i
+			}
+		}
+		if idx < 0 {
+			return "", []string{"apps"}
+		}
+		section = fmt.Sprintf("apps[%d]", idx)
+		if name := valueNode(t.app(idx), "name"); name != nil && name.Kind == yaml.ScalarNode && nameRE.MatchString(name.Value) {
+			section = fmt.Sprintf("app %q (apps[%d])", name.Value, idx)
+		}
+		if m := t.app(idx); m != nil {
+			return section, descend(m, line, col)
+		}
+		return section, nil
+	}
+	return "", append([]string{k.Value}, descend(deref(v), line, col)...)
+}
+
+func lastBefore(m *yaml.Node, line, col int) (k, v *yaml.Node) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if before(m.Content[i], line, col) {
+			k, v = m.Content[i], m.Content[i+1]
+		}
+	}
+	return k, v
+}
+
+func descend(n *yaml.Node, line, col int) []string {
+	var path []string
+	for depth := 0; n != nil && depth < 32; depth++ {
+		switch n.Kind {
+		case yaml.MappingNode:
+			k, v := lastBefore(n, line, col)
+			if k == nil {
+				return path
+			}
+			path = append(path, k.Value)
+			n = deref(v)
+		case yaml.SequenceNode:
+			idx := -1
+			for i, it := range n.Content {
+				if before(it, line, col) {
+					idx = i
+				}
+			}
+			if idx < 0 || len(path) == 0 {
+				return path
+			}
+			path[len(path)-1] += "[" + strconv.Itoa(idx) + "]"
+			n = deref(n.Content[idx])
+		default:
+			return path
+		}
+		if n == nil || !before(n, line, col) {
+			return path
+		}
+	}
+	return path
+}
+
+// where joins a section and a field path for a message.
+func where(section string, path []string) string {
+	f := strings.Join(path, ".")
+	switch {
+	case section == "" && f == "":
+		return "top level"
+	case section == "":
+		return f
+	case f == "":
+		return section
+	}
+	return section + ": " + f
+}
+
+var (
+	reUnknown   = regexp.MustCompile(`^line (\d+): field (.*) not found in type (\S+)$`)
+	reUnmarshal = regexp.MustCompile("^line (\\d+): cannot unmarshal (!!\\w+)(?: `.*`)? into (.+)$")
+	reDupKey    = regexp.MustCompile(`^line (\d+): mapping key (.*) already defined at line (\d+)$`)
+	reSyntax    = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+)
+
+// syntaxError rewrites an error of the YAML parser.
+func syntaxError(err error) error {
+	s := oneLine(err.Error())
+	if m := reSyntax.FindStringSubmatch(s); m != nil {
+		return fmt.Errorf("line %s: invalid YAML: %s", m[1], m[2])
+	}
+	return fmt.Errorf("invalid YAML: %s", strings.TrimPrefix(s, "yaml: "))
+}
+
+// decodeError rewrites an error of the strict decoder into one readable line.
+func (t *tree) decodeError(err error) error {
+	var pe *posError
+	if errors.As(err, &pe) {
+		sec, path := t.locate(pe.line, pe.col)
+		return fmt.Errorf("line %d: %s: %s", pe.line, where(sec, path), pe.msg)
+	}
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return fmt.Errorf("invalid config: %s", strings.TrimPrefix(oneLine(err.Error()), "yaml: "))
+	}
+	msgs := make([]string, 0, len(te.Errors))
+	for _, e := range te.Errors {
+		msgs = append(msgs, t.rewrite(e))
+	}
+	if len(msgs) > 5 {
+		msgs = append(msgs[:5], fmt.Sprintf("and %d more errors", len(msgs)-5))
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+func (t *tree) rewrite(e string) string {
+	e = oneLine(e)
+	if m := reUnknown.FindStringSubmatch(e); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		sec, path := t.locate(line, 1<<30)
+		if len(path) > 0 {
+			path = path[:len(path)-1]
+		}
+		msg := fmt.Sprintf("line %d: %s: unknown field %s", line, where(sec, path), shorten(m[2]))
+		if known := knownFields(m[3]); known != "" {
+			msg += " (want one of: " + known + ")"
+		}
+		return msg
+	}
+	if m := reUnmarshal.FindStringSubmatch(e); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		sec, path := t.locate(line, 1<<30)
+		return fmt.Sprintf("line %d: %s: want %s, got %s", line, where(sec, path), wantName(m[3]), tagName(m[2]))
+	}
+	if m := reDupKey.FindStringSubmatch(e); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		sec, path := t.locate(line, 1<<30)
+		if len(path) > 0 {
+			path = path[:len(path)-1]
+		}
+		return fmt.Sprintf("line %s: %s: key %s is given twice (first at line %s)", m[1], where(sec, path), m[2], m[3])
+	}
+	return e
+}
+
+// fieldTypes are the types whose unknown-field errors list the known fields.
+var fieldTypes = map[string]reflect.Type{}
+
+func init() {
+	for _, v := range []any{rawConfig{}, rawDefaults{}, rawApp{}, rawRuns{}, rawDiscovery{}, plainHTTPClientConfig{}} {
+		t := reflect.TypeOf(v)
+		fieldTypes[t.String()] = t
+	}
+	for _, v := range []any{promconfig.TLSConfig{}, promconfig.ProxyConfig{}} {
+		t := reflect.TypeOf(v)
+		fieldTypes["config."+t.Name()] = t
+	}
+}
+
+func knownFields(typ string) string {
+	t, ok := fieldTypes[strings.TrimPrefix(typ, "*")]
+	if !ok {
+		return ""
+	}
+	return strings.Join(yamlFields(t), ", ")
+}
+
+func yamlFields(t reflect.Type) []string {
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		if strings.Contains(opts, "inline") {
+			if f.Type.Kind() == reflect.Struct {
+				out = append(out, yamlFields(f.Type)...)
+			}
+			continue
+		}
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		if name == "api_key" { // accepted only to refuse it clearly
+			continue
+		}
+		out = append(out, name)
+	}
+	return out
+}
+
+func wantName(typ string) string {
+	typ = strings.TrimPrefix(typ, "*")
+	switch typ {
+	case "int", "int64", "uint", "uint64", "int32":
+		return "an integer"
+	case "float64", "float32":
+		return "a number"
+	case "string":
+		return "a string"
+	case "bool":
+		return "true or false"
+	case "[]string":
+		return "a list of strings"
+	case "config.rawConfig":
+		return "a mapping with defaults: and apps:"
+	case "[]config.rawApp":
+		return "a list of apps"
+	case "config.rawApp":
+		return "an app (a mapping with name:, url:, api_key_file: ...)"
+	case "config.rawDefaults":
+		return "a mapping of app fields"
+	case "config.rawRuns":
+		return "a mapping {retention: ..., max: ...}"
+	case "config.rawDiscovery":
+		return "a mapping {workflow_logs: ..., lookback: ...}"
+	case "config.plainHTTPClientConfig":
+		return "a mapping (prometheus/common http_client_config)"
+	}
+	if i := strings.LastIndex(typ, "."); i >= 0 {
+		typ = typ[i+1:]
+	}
+	return "a value of type " + typ
+}
+
+func tagName(tag string) string {
+	switch tag {
+	case "!!str":
+		return "a string"
+	case "!!int":
+		return "an integer"
+	case "!!float":
+		return "a number"
+	case "!!bool":
+		return "a boolean"
+	case "!!map":
+		return "a mapping"
+	case "!!seq":
+		return "a list"
+	case "!!null":
+		return "null"
+	case "!!timestamp":
+		return "a timestamp"
+	case "!!binary":
+		return "binary data"
+	}
+	return "a value tagged " + shorten(tag)
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	return "a " + strings.TrimPrefix(n.ShortTag(), "!!")
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\r", " ")
+	parts := strings.Split(s, "\n")
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	return strings.Join(parts, " ")
+}
+
+// shorten quotes s for a message, cut to a readable length, with invalid
+// UTF-8 and control characters escaped.
+func shorten(s string) string {
+	const max = 48
+	if len(s) <= max {
+		return strconv.Quote(s)
+	}
+	n := len(s)
+	s = s[:max]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s), n)
+}
+
+// keyInText finds what could be a Dify API key anywhere in a message.
+var keyInText = regexp.MustCompile(`app-[A-Za-z0-9]{12,}`)
+
+// redact removes anything that looks like an API key from a message.
+func redact(s string) string {
+	return keyInText.ReplaceAllString(s, "app-<redacted>")
+}
