@@ -17,6 +17,8 @@ type response struct {
 	body   []byte
 	ctype  string
 	header map[string]string
+	// raw marks a body given by a Fault, written as it is.
+	raw bool
 }
 
 const (
@@ -39,8 +41,12 @@ type envelope struct {
 
 // marshal encodes v as flask does: compact JSON plus a newline, without
 // HTML escaping.
-func marshal(v any) []byte {
+func marshal(v any) []byte { return marshalSized(v, 512) }
+
+// marshalSized is marshal with a buffer of about the expected size.
+func marshalSized(v any, size int) []byte {
 	var b bytes.Buffer
+	b.Grow(size)
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
@@ -132,9 +138,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		case strings.HasPrefix(r.URL.Path, "/v1/"):
 			resp = errResp(http.StatusNotFound, "not_found", msgNotFoundURL)
 		default:
-			resp = response{status: http.StatusNotFound, body: []byte(notFoundHTML), ctype: "text/html; charset=utf-8"}
+			resp = response{status: http.StatusNotFound, body: []byte(notFoundHTML), ctype: "text/html; charset=utf-8", raw: true}
 		}
-		writeResp(w, resp, nil)
+		writeResp(w, s.restyle(resp), nil)
 		return
 	}
 	s.counts[ep].Add(1)
@@ -148,11 +154,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if faulted && f.Status != 0 && !(f.Status == http.StatusOK && f.Body == "") {
 		resp = statusEnvelope(f.Status)
 		if f.Body != "" {
-			resp.body = []byte(f.Body)
+			resp.body, resp.raw = []byte(f.Body), true
 		}
 	} else {
 		resp = s.answer(ep, runID, r)
 	}
+	resp = s.restyle(resp)
 	if !faulted {
 		writeResp(w, resp, nil)
 		return
@@ -171,6 +178,23 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeResp(w, resp, nil)
+}
+
+// restyle writes JSON bodies as the server's era does: flask_restful
+// (eras A and B) serialises with Python's json.dumps defaults, so
+// {"code": "unauthorized", "message": "Access token is invalid", "status": 401}
+// with spaces and non-ASCII escaped; later eras write compact JSON.
+func (s *Server) restyle(resp response) response {
+	if resp.raw || resp.ctype != "application/json" {
+		return resp
+	}
+	s.mu.RLock()
+	era := s.era
+	s.mu.RUnlock()
+	if era == EraA || era == EraB {
+		resp.body = pySpacing(resp.body)
+	}
+	return resp
 }
 
 func writeResp(w http.ResponseWriter, resp response, _ any) {

@@ -231,7 +231,7 @@ func (s *Server) logList(a *appState, r *http.Request) response {
 	for _, l := range page {
 		out.Data = append(out.Data, s.logEntry(a, l))
 	}
-	return jsonResp(200, out)
+	return response{status: http.StatusOK, body: marshalSized(out, 128+len(out.Data)*720), ctype: "application/json"}
 }
 
 func (q *logsQuery) match(l *logRec, like string) bool {

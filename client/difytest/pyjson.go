@@ -175,3 +175,47 @@ func (f pyFloat) MarshalJSON() ([]byte, error) {
 func rfc822(t time.Time) string {
 	return t.UTC().Format("Mon, 02 Jan 2006 15:04:05") + " -0000"
 }
+
+// pySpacing rewrites compact JSON from encoding/json in the style of
+// Python's json.dumps defaults: ", " and ": " separators outside strings
+// and non-ASCII characters escaped as \uXXXX.
+func pySpacing(in []byte) []byte {
+	var b strings.Builder
+	b.Grow(len(in) + len(in)/8)
+	inString := false
+	for i := 0; i < len(in); {
+		c := in[i]
+		if inString {
+			switch {
+			case c == '\\':
+				b.WriteByte(c)
+				if i+1 < len(in) {
+					b.WriteByte(in[i+1])
+				}
+				i += 2
+				continue
+			case c == '"':
+				inString = false
+				b.WriteByte(c)
+			case c >= utf8.RuneSelf:
+				r, size := utf8.DecodeRune(in[i:])
+				pyEscape(&b, string(r))
+				i += size
+				continue
+			default:
+				b.WriteByte(c)
+			}
+			i++
+			continue
+		}
+		b.WriteByte(c)
+		switch c {
+		case '"':
+			inString = true
+		case ',', ':':
+			b.WriteByte(' ')
+		}
+		i++
+	}
+	return []byte(b.String())
+}
