@@ -21,6 +21,8 @@ func BenchmarkScrape(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprintf("runs=%d", n), func(b *testing.B) {
 			f := newFixture(b, withDiscovery(n))
+			f.reg = prometheus.NewRegistry() // as main uses: not pedantic
+			f.reg.MustRegister(f.exp)
 			putLoggedRuns(f.srv, f.now(), n, "succeeded")
 
 			before := heapInUse()

@@ -19,13 +19,13 @@ func withDiscovery(max int) func(*AppConfig) {
 	}
 }
 
-// putLoggedRuns adds n finished runs created one second apart, ending a
+// putLoggedRuns adds n finished runs created 250 ms apart, ending a
 // minute before now, and returns their IDs oldest first.
 func putLoggedRuns(s *difytest.Server, now time.Time, n int, status string) []string {
 	ids := make([]string, n)
 	for i := range n {
 		ids[i] = difytest.NewRunID()
-		created := now.Add(-time.Minute - time.Duration(n-i)*time.Second)
+		created := now.Add(-time.Minute - time.Duration(n-i)*250*time.Millisecond)
 		s.PutRun(testKey, difytest.Run{
 			ID: ids[i], WorkflowID: wfID, Status: status, TotalSteps: 2, TotalTokens: 10 + i,
 			CreatedAt: created, FinishedAt: created.Add(time.Second), ElapsedTime: 0.5,
@@ -96,9 +96,9 @@ func TestDiscoverySteadyStateCalls(t *testing.T) {
 	if err != nil {
 		t.Fatalf("created_at__after %q: %v", q.Get("created_at__after"), err)
 	}
-	// The watermark is the newest log seen (putLoggedRuns' last, 61 s
+	// The watermark is the newest log seen (putLoggedRuns' last, 60.25 s
 	// before the start) minus the overlap.
-	wantAfter := start.Add(-61*time.Second - logsOverlap)
+	wantAfter := start.Add(-60250*time.Millisecond - logsOverlap)
 	if d := after.Sub(wantAfter); d < -2*time.Second || d > 2*time.Second {
 		t.Errorf("created_at__after = %v, want about %v", after, wantAfter)
 	}

@@ -183,7 +183,8 @@ func (a *App) collect(ch chan<- prometheus.Metric) {
 
 	var byStatus [6]int
 	var bySource [4]int
-	for _, r := range a.store.runs {
+	ids := make([]string, 0, len(a.store.runs))
+	for id, r := range a.store.runs {
 		for i, s := range sourceNames {
 			if r.sources&s.s != 0 {
 				bySource[i]++
@@ -195,29 +196,18 @@ func (a *App) collect(ch chan<- prometheus.Metric) {
 		if i := slices.Index(client.Statuses, r.run.Status); i >= 0 {
 			byStatus[i]++
 		}
-		collectRun(ch, name, &r.run)
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	e := newRunEmitter(name)
+	for _, id := range ids {
+		e.emit(ch, &a.store.runs[id].run)
 	}
 	for i, s := range statusLabels {
 		ch <- prometheus.MustNewConstMetric(runsDesc, prometheus.GaugeValue, float64(byStatus[i]), name, s)
 	}
 	for i, s := range sourceNames {
 		ch <- prometheus.MustNewConstMetric(trackedRunsDesc, prometheus.GaugeValue, float64(bySource[i]), name, s.name)
-	}
-}
-
-func collectRun(ch chan<- prometheus.Metric, app string, r *client.Run) {
-	wf, id := r.WorkflowID, r.ID
-	ch <- prometheus.MustNewConstMetric(runTokensDesc, prometheus.GaugeValue, float64(r.TotalTokens), app, wf, id)
-	ch <- prometheus.MustNewConstMetric(runStepsDesc, prometheus.GaugeValue, float64(r.TotalSteps), app, wf, id)
-	ch <- prometheus.MustNewConstMetric(runElapsedDesc, prometheus.GaugeValue, r.Elapsed.Seconds(), app, wf, id)
-	for _, s := range statusLabels {
-		ch <- prometheus.MustNewConstMetric(runStatusDesc, prometheus.GaugeValue, boolValue(string(r.Status) == s), app, wf, id, s)
-	}
-	if !r.CreatedAt.IsZero() {
-		ch <- prometheus.MustNewConstMetric(runCreatedDesc, prometheus.GaugeValue, unixSeconds(r.CreatedAt), app, wf, id)
-	}
-	if !r.FinishedAt.IsZero() {
-		ch <- prometheus.MustNewConstMetric(runFinishedDesc, prometheus.GaugeValue, unixSeconds(r.FinishedAt), app, wf, id)
 	}
 }
 
