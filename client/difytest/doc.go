@@ -24,6 +24,28 @@
 // (running, paused, succeeded, failed, stopped, partial-succeeded) for the
 // exporter's --demo mode and for tests.
 //
+// Choices where dify-api.md leaves room (or marks a fact UNVERIFIED):
+//
+//   - Log rows are written when a run is first put (Dify's newest
+//     behaviour: at workflow start), only for apps in mode "workflow" (the
+//     advanced-chat pipeline writes none, so a chatflow's logs are empty)
+//     and never for debugger runs.
+//   - The logs route checks the app mode only in EraNewest; older eras
+//     answer any app key.
+//   - The all-null run body of eras A–C has every field null, as
+//     dify-api.md says (flask_restful's fields.Integer would in fact
+//     default total_steps/total_tokens to 0).
+//   - In EraA only the run detail uses RFC-822 times; the logs keep Unix
+//     seconds (TimestampField).
+//   - Eras A and B (flask_restful) write JSON with Python's json.dumps
+//     defaults ({"code": "unauthorized", ...}, as Dify 1.0.1 answered in
+//     langgenius/dify#15706); later eras write compact JSON.
+//   - WWW-Authenticate: Bearer realm="api" is sent on every 401, in every
+//     era.
+//   - A non-UUID run id (Postgres' uuid input syntax decides) is a 500;
+//     upper-case, braced or unhyphenated UUIDs are accepted, as Postgres
+//     does.
+//
 // The package does not import package testing; it is safe for concurrent
 // use.
 package difytest

@@ -140,7 +140,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		default:
 			resp = response{status: http.StatusNotFound, body: []byte(notFoundHTML), ctype: "text/html; charset=utf-8", raw: true}
 		}
-		writeResp(w, s.restyle(resp), nil)
+		writeResp(w, s.restyle(resp))
 		return
 	}
 	s.counts[ep].Add(1)
@@ -161,7 +161,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	resp = s.restyle(resp)
 	if !faulted {
-		writeResp(w, resp, nil)
+		writeResp(w, resp)
 		return
 	}
 	if f.ContentType != "" {
@@ -177,7 +177,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeTruncated(w, resp)
 		return
 	}
-	writeResp(w, resp, nil)
+	writeResp(w, resp)
 }
 
 // restyle writes JSON bodies as the server's era does: flask_restful
@@ -197,7 +197,7 @@ func (s *Server) restyle(resp response) response {
 	return resp
 }
 
-func writeResp(w http.ResponseWriter, resp response, _ any) {
+func writeResp(w http.ResponseWriter, resp response) {
 	h := w.Header()
 	for k, v := range resp.header {
 		h.Set(k, v)
