@@ -188,7 +188,7 @@ func parse(data []byte, d Defaults) (*Config, error) {
 // tell "not set" from a zero value.
 type rawCommon struct {
 	URL              *string       `yaml:"url"`
-	APIKey           *yaml.Node    `yaml:"api_key"` // always refused; its value is never read
+	APIKey           *refused      `yaml:"api_key"` // always refused; its value is never kept
 	APIKeyFile       *string       `yaml:"api_key_file"`
 	APIKeyEnv        *string       `yaml:"api_key_env"`
 	Discovery        *rawDiscovery `yaml:"discovery"`
@@ -240,6 +240,12 @@ func (d *duration) UnmarshalYAML(n *yaml.Node) error {
 	*d = duration(md)
 	return nil
 }
+
+// refused accepts any value and keeps only that it was given: a field that
+// exists to be refused with a clear message, without holding its value.
+type refused struct{}
+
+func (r *refused) UnmarshalYAML(*yaml.Node) error { return nil }
 
 // plainHTTPClientConfig has the fields of promconfig.HTTPClientConfig but not
 // its UnmarshalYAML, which would validate without a position.
@@ -543,7 +549,7 @@ func checkHTTPConfig(c *promconfig.HTTPClientConfig) error {
 	case c.BasicAuth != nil:
 		return errors.New("basic_auth " + why)
 	case c.BearerToken != "" || c.BearerTokenFile != "":
-		return errors.New("bearer_token and bearer_token_file " + why)
+		return errors.New("bearer_token/bearer_token_file " + why)
 	case c.OAuth2 != nil:
 		return errors.New("oauth2 " + why)
 	}

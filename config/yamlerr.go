@@ -139,7 +139,7 @@ func (t *tree) locate(line, col int) (section string, path []string) {
 		}
 		section = fmt.Sprintf("apps[%d]", idx)
 		if name := valueNode(t.app(idx), "name"); name != nil && name.Kind == yaml.ScalarNode && nameRE.MatchString(name.Value) {
-			section = fmt.Sprintf("app %q (apps[%d])", name.Value, idx)
+			section = fmt.Sprintf("app %q", name.Value)
 		}
 		if m := t.app(idx); m != nil {
 			return section, descend(m, line, col)
@@ -216,7 +216,9 @@ var (
 func syntaxError(err error) error {
 	s := oneLine(err.Error())
 	if m := reSyntax.FindStringSubmatch(s); m != nil {
-		return fmt.Errorf("line %s: invalid YAML: %s", m[1], m[2])
+		// The parser reports the line where the enclosing block starts
+		// (sometimes counted from 0), not always the line of the problem.
+		return fmt.Errorf("invalid YAML at or after line %s: %s", m[1], m[2])
 	}
 	return fmt.Errorf("invalid YAML: %s", strings.TrimPrefix(s, "yaml: "))
 }
