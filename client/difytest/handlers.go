@@ -124,6 +124,8 @@ func route(path string) (e Endpoint, runID string, ok bool) {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
 	s.commonHeaders(w)
 	ep, runID, ok := route(r.URL.Path)
 	if !ok {

@@ -165,9 +165,10 @@ type Server struct {
 	fmu    sync.Mutex
 	faults map[Endpoint]*faultState
 
-	counts map[Endpoint]*atomic.Int64
-	lmu    sync.Mutex
-	last   map[Endpoint]*http.Request
+	counts   map[Endpoint]*atomic.Int64
+	inflight atomic.Int64 // handlers running, for leak checks in tests
+	lmu      sync.Mutex
+	last     map[Endpoint]*http.Request
 }
 
 // NewServer starts a server on a loopback httptest.Server. Close it when

@@ -599,6 +599,7 @@ func TestHangAndClose(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("client waited %v", d)
 	}
+	waitIdle(t, s) // the handler noticed the client leaving
 	// Requests hanging with no client timeout must not block Close.
 	var wg sync.WaitGroup
 	for range 3 {
@@ -624,6 +625,18 @@ func TestHangAndClose(t *testing.T) {
 	wg.Wait()
 }
 
+// waitIdle waits until no handler is running.
+func waitIdle(t *testing.T, s *Server) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for s.inflight.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d handlers still running", s.inflight.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestLatencyRespectsCancel(t *testing.T) {
 	s := newTestServer(t)
 	s.SetFault(EndpointInfo, Fault{Latency: time.Hour})
@@ -634,6 +647,7 @@ func TestLatencyRespectsCancel(t *testing.T) {
 	if _, err := http.DefaultClient.Do(req); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err %v", err)
 	}
+	waitIdle(t, s)
 }
 
 func TestBodySize(t *testing.T) {
@@ -661,6 +675,7 @@ func TestBodySize(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp2.Body.Close()
+	waitIdle(t, s)
 }
 
 func TestConcurrentUse(t *testing.T) {
