@@ -273,6 +273,11 @@ func (s *Server) authenticate(r *http.Request) (*appState, response, bool) {
 		scheme, token = h[:i], h[i+1:]
 	}
 	token = strings.TrimLeft(token, " \t\r\n\v\f")
+	if token == "" {
+		// "Bearer " splits into one field: Python's tuple unpacking raises a
+		// ValueError, which Dify renders as invalid_param.
+		return nil, errResp(http.StatusBadRequest, "invalid_param", "not enough values to unpack (expected 2, got 1)"), false
+	}
 	if strings.ToLower(scheme) != "bearer" {
 		return nil, unauthorized(msgAuthScheme), false
 	}

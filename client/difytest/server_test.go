@@ -127,6 +127,8 @@ func TestRunDetailAndErrors(t *testing.T) {
 		{"no auth header", allEras, runPath, "", 401, bodyAuthMissing},
 		{"no space", allEras, runPath, "Bearer" + wfKey, 401, bodyAuthMissing},
 		{"basic scheme", allEras, runPath, "Basic " + wfKey, 401, bodyAuthScheme},
+		// HTTP trims the header value to "Bearer", which has no space.
+		{"bearer with no token", allEras, runPath, "Bearer ", 401, bodyAuthMissing},
 		{"lower-case bearer ok", []Era{EraNewest}, runPath, "bearer " + wfKey, 200, bodyRunNewest},
 		{"unknown key", allEras, runPath, bearer("app-nope"), 401, bodyAuthInvalid},
 		{"unknown key on logs", allEras, "/v1/workflows/logs", bearer("app-nope"), 401, bodyAuthInvalid},
