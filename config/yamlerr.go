@@ -253,7 +253,19 @@ func (t *tree) rewrite(e string) string {
 			path = path[:len(path)-1]
 		}
 		msg := fmt.Sprintf("line %d: %s: unknown field %s", line, where(sec, path), shorten(m[2]))
-		if known := knownFields(m[3]); known != "" {
+		known := knownFields(m[3])
+		if known == "" && len(path) > 0 {
+			// Types that decode through a local "plain" type are known by
+			// their key.
+			last := path[len(path)-1]
+			if i := strings.LastIndex(last, "."); i >= 0 {
+				last = last[i+1:]
+			}
+			if t, ok := fieldsByKey[last]; ok {
+				known = strings.Join(yamlFields(t), ", ")
+			}
+		}
+		if known != "" {
 			msg += " (want one of: " + known + ")"
 		}
 		return msg
@@ -286,6 +298,12 @@ func init() {
 		t := reflect.TypeOf(v)
 		fieldTypes["config."+t.Name()] = t
 	}
+}
+
+// fieldsByKey finds the fields of prometheus/common types by their key.
+var fieldsByKey = map[string]reflect.Type{
+	"tls_config":         reflect.TypeOf(promconfig.TLSConfig{}),
+	"http_client_config": reflect.TypeOf(plainHTTPClientConfig{}),
 }
 
 func knownFields(typ string) string {

@@ -1,0 +1,120 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const testKey = "app-Q1w2E3r4T5y6U7i8O9p0Asdf"
+
+func writeFile(t *testing.T, p, s string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAPIKeyFromFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, content := range []string{testKey, testKey + "\n", "  " + testKey + "\r\n\n", "\t" + testKey} {
+		p := filepath.Join(dir, "k")
+		writeFile(t, p, content)
+		got, err := App{Name: "a", APIKeyFile: p}.APIKey()
+		if err != nil || got != testKey {
+			t.Errorf("APIKey from %q = %q, %v", content, got, err)
+		}
+	}
+}
+
+func TestAPIKeyFromEnv(t *testing.T) {
+	t.Setenv("DIFY_TEST_KEY", testKey+"\n")
+	got, err := App{Name: "a", APIKeyEnv: "DIFY_TEST_KEY"}.APIKey()
+	if err != nil || got != testKey {
+		t.Errorf("APIKey from env = %q, %v", got, err)
+	}
+}
+
+func TestAPIKeyErrors(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("DIFY_TEST_EMPTY", "")
+	t.Setenv("DIFY_TEST_TWO", testKey+" "+testKey)
+	writeFile(t, filepath.Join(dir, "empty"), "\n \n")
+	writeFile(t, filepath.Join(dir, "two-lines"), testKey+"\n"+testKey+"\n")
+	writeFile(t, filepath.Join(dir, "huge"), strings.Repeat(testKey, 1000))
+	if err := os.Mkdir(filepath.Join(dir, "a-directory"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		app  App
+		want string
+	}{
+		{App{Name: "a", APIKeyFile: filepath.Join(dir, "missing")}, "api_key_file: open " + filepath.Join(dir, "missing") + ": no such file or directory"},
+		{App{Name: "a", APIKeyFile: filepath.Join(dir, "empty")}, "api_key_file " + filepath.Join(dir, "empty") + " is empty"},
+		{App{Name: "a", APIKeyFile: filepath.Join(dir, "two-lines")}, "holds more than one word or line"},
+		{App{Name: "a", APIKeyFile: filepath.Join(dir, "huge")}, "is larger than 4096 bytes"},
+		{App{Name: "a", APIKeyFile: filepath.Join(dir, "a-directory")}, "is a directory"},
+		{App{Name: "a", APIKeyEnv: "DIFY_TEST_UNSET_VARIABLE"}, "environment variable DIFY_TEST_UNSET_VARIABLE (api_key_env) is not set"},
+		{App{Name: "a", APIKeyEnv: "DIFY_TEST_EMPTY"}, "environment variable DIFY_TEST_EMPTY (api_key_env) is empty"},
+		{App{Name: "a", APIKeyEnv: "DIFY_TEST_TWO"}, "holds more than one word"},
+		{App{Name: "a"}, `app "a": no API key source`},
+	}
+	for _, tt := range tests {
+		_, err := tt.app.APIKey()
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: got %v, want %q", tt.app, err, tt.want)
+			continue
+		}
+		if strings.Contains(err.Error(), testKey[4:]) {
+			t.Errorf("error leaks the key: %v", err)
+		}
+	}
+}
+
+func TestCheckKeys(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.key")
+	bad := filepath.Join(dir, "bad.key")
+	writeFile(t, good, testKey+"\n")
+	writeFile(t, bad, testKey+"\nsecond line "+testKey+"\n")
+	t.Setenv("DIFY_TEST_KEY", testKey)
+	c := &Config{Apps: []App{
+		{Name: "one", APIKeyFile: good},
+		{Name: "two", APIKeyEnv: "DIFY_TEST_KEY"},
+	}}
+	if err := c.CheckKeys(); err != nil {
+		t.Fatalf("CheckKeys: %v", err)
+	}
+	c.Apps = append(c.Apps, App{Name: "three", APIKeyFile: bad}, App{Name: "four", APIKeyEnv: "DIFY_TEST_UNSET_VARIABLE"})
+	err := c.CheckKeys()
+	if err == nil {
+		t.Fatal("CheckKeys succeeded with a bad key file")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, `app "three"`) || !strings.Contains(msg, bad) {
+		t.Errorf("error does not name the app and the file: %s", msg)
+	}
+	if strings.Contains(msg, testKey[4:]) || strings.Contains(msg, "second line") {
+		t.Errorf("error leaks the file's content: %s", msg)
+	}
+	c.Apps = append(c.Apps[:2], c.Apps[3])
+	if err := c.CheckKeys(); err == nil || !strings.Contains(err.Error(), `app "four": environment variable DIFY_TEST_UNSET_VARIABLE`) {
+		t.Errorf("want the env var named, got %v", err)
+	}
+}
+
+func TestParseDoesNotReadKeys(t *testing.T) {
+	// good.yml names a key file that does not exist and an unset variable:
+	// Parse succeeds; CheckKeys fails.
+	c, err := Load("testdata/good.yml", flagDefaults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckKeys(); err == nil || !strings.Contains(err.Error(), `app "translator": api_key_file: open /etc/dify_exporter/translator.key`) {
+		t.Errorf("CheckKeys: %v", err)
+	}
+}
