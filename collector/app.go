@@ -132,17 +132,19 @@ func (a *App) Register(id string) error {
 // Status is a summary of the app for the landing page.
 type Status struct {
 	Name, Mode string
-	Up         bool
-	LastError  string
-	Tracked    int
-	Stale      int
+	// Refreshed is false until the first refresh ends.
+	Refreshed bool
+	Up        bool
+	LastError string
+	Tracked   int
+	Stale     int
 }
 
 // Status returns a summary of the app.
 func (a *App) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return Status{Name: a.cfg.Name, Mode: a.info.Mode, Up: a.up, LastError: a.lastErr,
+	return Status{Name: a.cfg.Name, Mode: a.info.Mode, Refreshed: a.gen > 0 && a.lastDur > 0, Up: a.up, LastError: a.lastErr,
 		Tracked: len(a.store.runs), Stale: a.stale}
 }
 

@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -194,7 +195,7 @@ type rawCommon struct {
 	Discovery        *rawDiscovery `yaml:"discovery"`
 	Runs             *rawRuns      `yaml:"runs"`
 	Timeout          *duration     `yaml:"timeout"`
-	Concurrency      *int          `yaml:"concurrency"`
+	Concurrency      *integer      `yaml:"concurrency"`
 	RateLimit        *float64      `yaml:"rate_limit"`
 	HTTPClientConfig *httpConfig   `yaml:"http_client_config"`
 }
@@ -217,7 +218,7 @@ type rawConfig struct {
 
 type rawRuns struct {
 	Retention *duration `yaml:"retention"`
-	Max       *int      `yaml:"max"`
+	Max       *integer  `yaml:"max"`
 }
 
 type rawDiscovery struct {
@@ -251,16 +252,134 @@ func (r *refused) UnmarshalYAML(*yaml.Node) error { return nil }
 // its UnmarshalYAML, which would validate without a position.
 type plainHTTPClientConfig promconfig.HTTPClientConfig
 
-// httpConfig decodes an http_client_config with prometheus/common's defaults,
-// through the same strict decoder (the legacy unmarshaler interface keeps
-// KnownFields in force). It is validated after decoding.
+// httpConfig decodes an http_client_config with prometheus/common's
+// defaults. yaml.v3 cannot decode a node strictly, so the keys are checked
+// against the struct first (checkKnown), with their positions; the config is
+// validated after merging.
 type httpConfig struct {
 	cfg promconfig.HTTPClientConfig
 }
 
-func (h *httpConfig) UnmarshalYAML(unmarshal func(any) error) error {
+func (h *httpConfig) UnmarshalYAML(n *yaml.Node) error {
+	if err := checkKnown(n, reflect.TypeOf(plainHTTPClientConfig{}), 0); err != nil {
+		return err
+	}
 	h.cfg = promconfig.DefaultHTTPClientConfig
-	return unmarshal((*plainHTTPClientConfig)(&h.cfg))
+	err := n.Decode((*plainHTTPClientConfig)(&h.cfg))
+	var te *yaml.TypeError
+	if err == nil || errors.As(err, &te) {
+		return err
+	}
+	// Errors of prometheus/common's own unmarshalers carry no position.
+	return &posError{line: n.Line, col: n.Column, msg: hideURL(oneLine(err.Error()))}
+}
+
+// integer is an int that refuses what is not a YAML integer (yaml.v3 would
+// truncate 1.5 to 1).
+type integer int
+
+func (i *integer) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+		got := kindName(n)
+		if n.Kind == yaml.ScalarNode {
+			got = tagName(n.ShortTag())
+		}
+		return &posError{line: n.Line, col: n.Column, msg: "want an integer, got " + got}
+	}
+	var v int64
+	if err := n.Decode(&v); err != nil || int64(int(v)) != v {
+		return &posError{line: n.Line, col: n.Column, msg: "integer out of range"}
+	}
+	*i = integer(v)
+	return nil
+}
+
+// hideURL drops the URL that net/url quotes in its errors: it may hold a
+// password.
+var parseQuoted = regexp.MustCompile(`parse "(?:[^"\\]|\\.)*":\s*`)
+
+func hideURL(s string) string { return parseQuoted.ReplaceAllString(s, "invalid URL: ") }
+
+// checkKnown refuses mapping keys that the struct type t (or what it holds)
+// does not have, naming the key's line.
+func checkKnown(n *yaml.Node, t reflect.Type, depth int) error {
+	n = deref(n)
+	if n == nil || depth > 16 {
+		return nil
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+		fields, rest := structFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Value == "<<" {
+				continue
+			}
+			ft, ok := fields[k.Value]
+			switch {
+			case ok:
+			case rest != nil:
+				ft = rest
+			default:
+				return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: field %s not found in type %s", k.Line, k.Value, t)}}
+			}
+			if err := checkKnown(n.Content[i+1], ft, depth+1); err != nil {
+				return err
+			}
+		}
+	case t.Kind() == reflect.Map && n.Kind == yaml.MappingNode:
+		for i := 1; i < len(n.Content); i += 2 {
+			if err := checkKnown(n.Content[i], t.Elem(), depth+1); err != nil {
+				return err
+			}
+		}
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for _, it := range n.Content {
+			if err := checkKnown(it, t.Elem(), depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// structFields maps the YAML keys of a struct to their types; rest is the
+// element type of an inline map, which takes any other key.
+func structFields(t reflect.Type) (fields map[string]reflect.Type, rest reflect.Type) {
+	fields = map[string]reflect.Type{}
+	if t == reflect.TypeOf(promconfig.URL{}) {
+		return fields, nil
+	}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" || !f.IsExported() && !f.Anonymous {
+			continue
+		}
+		if strings.Contains(opts, "inline") {
+			switch f.Type.Kind() {
+			case reflect.Struct:
+				sub, r := structFields(f.Type)
+				for k, v := range sub {
+					fields[k] = v
+				}
+				if r != nil {
+					rest = r
+				}
+			case reflect.Map:
+				rest = f.Type.Elem()
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		fields[name] = f.Type
+	}
+	return fields, rest
 }
 
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]+$`)
@@ -268,6 +387,9 @@ var nameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]+$`)
 // keyLike matches a Dify API key (app- followed by 24 letters and digits),
 // with some slack.
 var keyLike = regexp.MustCompile(`^\s*app-[A-Za-z0-9]{16,}\s*$`)
+
+// nameKeyLike matches an app name that is probably a pasted key.
+var nameKeyLike = regexp.MustCompile(`^app-[A-Za-z0-9]{24}$`)
 
 const keysLive = "API keys live in files or the environment: put the key in a file and set api_key_file, or in an environment variable and set api_key_env"
 
@@ -331,6 +453,9 @@ func buildApp(ra *rawApp, rd *rawDefaults, d Defaults, t *tree, an *yaml.Node, i
 	a.Name = *ra.Name
 	if !nameRE.MatchString(a.Name) {
 		return a, fmt.Errorf("%sapps[%d]: name %s is invalid: want letters, digits, '_', '.' and '-' only", linePrefix(keyNode(an, "name")), i, shorten(a.Name))
+	}
+	if nameKeyLike.MatchString(a.Name) && strings.ContainsAny(a.Name[4:], "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+		return a, fmt.Errorf("%sapps[%d]: name looks like an API key: the name is the app label, shown in every metric; %s", linePrefix(keyNode(an, "name")), i, keysLive)
 	}
 	where := fmt.Sprintf("app %q", a.Name)
 	if err := checkCommon(&ra.rawCommon, an, where); err != nil {
@@ -449,10 +574,10 @@ func buildApp(ra *rawApp, rd *rawDefaults, d Defaults, t *tree, an *yaml.Node, i
 		a.Runs.Retention = time.Duration(*ar.Retention)
 	}
 	if dr.Max != nil {
-		a.Runs.Max = *dr.Max
+		a.Runs.Max = int(*dr.Max)
 	}
 	if ar.Max != nil {
-		a.Runs.Max = *ar.Max
+		a.Runs.Max = int(*ar.Max)
 	}
 	if a.Runs.Retention <= 0 {
 		return a, fail(m.pick(ar.Retention != nil, dr.Retention != nil, "--runs.retention", "runs", "retention"),
@@ -476,10 +601,10 @@ func buildApp(ra *rawApp, rd *rawDefaults, d Defaults, t *tree, an *yaml.Node, i
 	}
 	a.Concurrency = d.Concurrency
 	if def.Concurrency != nil {
-		a.Concurrency = *def.Concurrency
+		a.Concurrency = int(*def.Concurrency)
 	}
 	if ra.Concurrency != nil {
-		a.Concurrency = *ra.Concurrency
+		a.Concurrency = int(*ra.Concurrency)
 	}
 	if a.Concurrency < 1 {
 		return a, fail(m.pick(ra.Concurrency != nil, def.Concurrency != nil, "--dify.concurrency", "concurrency"),
@@ -533,7 +658,7 @@ func checkURL(s string) (string, error) {
 	if u.User != nil {
 		return "", fmt.Errorf("%s carries user info: credentials do not belong in the URL", shorten(u.Redacted()))
 	}
-	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+	if u.RawQuery != "" || u.ForceQuery || strings.ContainsAny(s, "?#") {
 		return "", fmt.Errorf("%s has a query or fragment: want the API base only", shorten(u.Redacted()))
 	}
 	return strings.TrimRight(s, "/"), nil

@@ -273,7 +273,11 @@ func (t *tree) rewrite(e string) string {
 	if m := reUnmarshal.FindStringSubmatch(e); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		sec, path := t.locate(line, 1<<30)
-		return fmt.Sprintf("line %d: %s: want %s, got %s", line, where(sec, path), wantName(m[3]), tagName(m[2]))
+		want, got := wantName(m[3]), tagName(m[2])
+		if want == got {
+			return fmt.Sprintf("line %d: %s: %s out of range", line, where(sec, path), want)
+		}
+		return fmt.Sprintf("line %d: %s: want %s, got %s", line, where(sec, path), want, got)
 	}
 	if m := reDupKey.FindStringSubmatch(e); m != nil {
 		line, _ := strconv.Atoi(m[1])

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/client_golang/prometheus"
+	promconfig "github.com/prometheus/common/config"
+	"github.com/prometheus/common/version"
+	"golang.org/x/time/rate"
+
+	"github.com/dify-exporter/dify_exporter/client"
+	"github.com/dify-exporter/dify_exporter/collector"
+	"github.com/dify-exporter/dify_exporter/config"
+)
+
+// appState wires a config into the collector and keeps the watched run-ID
+// files in step. A failed reload leaves everything as it was.
+type appState struct {
+	exp      *collector.Exporter
+	loader   *configLoader
+	logger   log.Logger
+	reloadOK prometheus.Gauge
+
+	mu    sync.Mutex
+	files []*idsFile
+}
+
+// idsFile is a watched file of run IDs for one app.
+type idsFile struct {
+	app, path string
+	modTime   time.Time
+	size      int64
+	loaded    bool
+}
+
+func newAppState(exp *collector.Exporter, loader *configLoader, logger log.Logger) *appState {
+	return &appState{exp: exp, loader: loader, logger: logger,
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dify_exporter_config_last_reload_successful",
+			Help: "1 if the last configuration load succeeded.",
+		})}
+}
+
+// reload reads the configuration again; on any error the running one stays.
+func (s *appState) reload() error {
+	cfg, err := s.loader.load()
+	if err == nil {
+		err = s.apply(cfg)
+	}
+	if err != nil {
+		s.reloadOK.Set(0)
+		level.Error(s.logger).Log("msg", "Reload failed; keeping the running configuration", "err", err)
+		return err
+	}
+	level.Info(s.logger).Log("msg", "Configuration reloaded", "apps", len(cfg.Apps))
+	return nil
+}
+
+// apply builds every app's client first and swaps them in only if all
+// succeed.
+func (s *appState) apply(cfg *config.Config) error {
+	apps := make([]collector.AppConfig, 0, len(cfg.Apps))
+	var files []*idsFile
+	for _, a := range cfg.Apps {
+		ac, err := s.appConfig(a)
+		if err != nil {
+			return fmt.Errorf("app %s: %w", a.Name, err)
+		}
+		apps = append(apps, ac)
+		if a.RunIDsFile != "" {
+			files = append(files, &idsFile{app: a.Name, path: a.RunIDsFile})
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.exp.SetApps(apps)
+	for _, a := range cfg.Apps {
+		if a.RunIDsFile == "" {
+			s.exp.App(a.Name).SetRunIDs(collector.SourceFile, nil)
+		}
+	}
+	s.files = files
+	s.syncFilesLocked()
+	s.reloadOK.Set(1)
+	return nil
+}
+
+func (s *appState) appConfig(a config.App) (collector.AppConfig, error) {
+	key, err := s.loader.key(a)
+	if err != nil {
+		return collector.AppConfig{}, err
+	}
+	hc, err := httpClient(a)
+	if err != nil {
+		return collector.AppConfig{}, err
+	}
+	cc := client.Config{
+		URL: a.URL, APIKey: key, HTTPClient: hc, Timeout: a.Timeout,
+		UserAgent: "dify_exporter/" + version.Version,
+		Observe:   s.exp.RequestObserver(a.Name),
+	}
+	if a.RateLimit > 0 {
+		cc.Limiter = rate.NewLimiter(rate.Limit(a.RateLimit), max(1, int(a.RateLimit)))
+	}
+	c, err := client.New(cc)
+	if err != nil {
+		return collector.AppConfig{}, err
+	}
+	f := s.loader.flags
+	return collector.AppConfig{
+		Name: a.Name, API: c, RunIDs: a.RunIDs,
+		Discovery: a.Discovery.WorkflowLogs, Lookback: a.Discovery.Lookback,
+		Retention: a.Runs.Retention, MaxRuns: a.Runs.Max, Concurrency: a.Concurrency,
+		Shard: f.shard, TotalShards: f.totalShards,
+		Fingerprint: fingerprint(a, key),
+	}, nil
+}
+
+// fingerprint identifies an app's connection; a reload that keeps it
+// keeps the app's runs. The key enters only through a hash.
+func fingerprint(a config.App, key string) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%v\x00%v\x00%+v\x00", a.URL, key, a.Timeout, a.RateLimit, a.HTTPClientConfig)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func httpClient(a config.App) (*http.Client, error) {
+	c, err := promconfig.NewClientFromConfig(a.HTTPClientConfig, "dify_exporter_"+a.Name)
+	if err != nil {
+		return nil, fmt.Errorf("http_client_config: %w", err)
+	}
+	return c, nil
+}
+
+// syncFiles re-reads the run-ID files that changed since last read.
+func (s *appState) syncFiles() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.syncFilesLocked()
+}
+
+func (s *appState) syncFilesLocked() {
+	for _, f := range s.files {
+		fi, err := os.Stat(f.path)
+		if err != nil {
+			if f.loaded || f.modTime.IsZero() {
+				level.Error(s.logger).Log("msg", "Cannot read run IDs file; keeping its last IDs", "app", f.app, "err", err)
+				f.modTime = time.Unix(1, 0) // log once until it changes
+			}
+			continue
+		}
+		if f.loaded && fi.ModTime().Equal(f.modTime) && fi.Size() == f.size {
+			continue
+		}
+		f.modTime, f.size = fi.ModTime(), fi.Size()
+		ids, err := config.ReadRunIDs(f.path)
+		if err != nil {
+			level.Error(s.logger).Log("msg", "Bad run IDs file; keeping its last IDs", "app", f.app, "err", err)
+			continue
+		}
+		if a := s.exp.App(f.app); a != nil {
+			a.SetRunIDs(collector.SourceFile, ids)
+			f.loaded = true
+			level.Info(s.logger).Log("msg", "Run IDs file loaded", "app", f.app, "file", f.path, "ids", len(ids))
+		}
+	}
+}

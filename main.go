@@ -1,0 +1,291 @@
+// Command dify_exporter exports the workflow runs of Dify apps as
+// Prometheus metrics.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+	sloggokit "github.com/tjhop/slog-gokit"
+
+	"github.com/dify-exporter/dify_exporter/collector"
+	"github.com/dify-exporter/dify_exporter/config"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr, nil))
+}
+
+func init() {
+	if version.Version == "" {
+		version.Version = "0.1.0-dev" // set with -ldflags for releases
+	}
+}
+
+// flags holds the parsed command line.
+type flags struct {
+	configFile   string
+	configCheck  bool
+	url          string
+	keyFile      string
+	appName      string
+	runIDs       []string
+	runIDsFile   string
+	timeout      time.Duration
+	concurrency  int
+	rateLimit    float64
+	offset       time.Duration
+	discovery    bool
+	lookback     time.Duration
+	retention    time.Duration
+	maxRuns      int
+	shard        int
+	totalShards  int
+	registration bool
+	demo         bool
+	telemetry    string
+	logLevel     string
+	logFormat    string
+	web          *web.FlagConfig
+}
+
+func parseFlags(args []string) (*flags, error) {
+	f := &flags{}
+	app := kingpin.New("dify_exporter", "Prometheus exporter for the workflow runs of Dify apps.")
+	app.Flag("config.file", "YAML file of Dify apps; reloaded on SIGHUP and POST /-/reload.").StringVar(&f.configFile)
+	app.Flag("config.check", "Validate --config.file (and its keys) and exit.").BoolVar(&f.configCheck)
+	app.Flag("dify.url", "Dify service API base URL (self-hosted: http://host/v1).").Default("https://api.dify.ai/v1").StringVar(&f.url)
+	app.Flag("dify.api-key-file", "File holding the app's API key; else the env var DIFY_API_KEY is used.").StringVar(&f.keyFile)
+	app.Flag("dify.app-name", "The app label when no config file is used.").Default("default").StringVar(&f.appName)
+	app.Flag("dify.run-id", "A workflow run ID to export (repeatable).").StringsVar(&f.runIDs)
+	app.Flag("dify.run-ids-file", "File of run IDs, one per line, # comments; re-read when it changes.").StringVar(&f.runIDsFile)
+	app.Flag("dify.timeout", "Timeout of each request to Dify.").Default("10s").DurationVar(&f.timeout)
+	app.Flag("dify.concurrency", "Parallel requests per app.").Default("8").IntVar(&f.concurrency)
+	app.Flag("dify.rate-limit", "Requests per second per app (0 = no limit).").Default("0").Float64Var(&f.rateLimit)
+	app.Flag("timeout-offset", "Subtracted from Prometheus' scrape timeout to leave time to answer.").Default("0.5s").DurationVar(&f.offset)
+	app.Flag("discovery.workflow-logs", "Discover runs from GET /v1/workflows/logs.").BoolVar(&f.discovery)
+	app.Flag("discovery.lookback", "How far back discovery reaches on start.").Default("1h").DurationVar(&f.lookback)
+	app.Flag("runs.retention", "How long a finished discovered or registered run stays exposed.").Default("1h").DurationVar(&f.retention)
+	app.Flag("runs.max", "Discovered and registered runs tracked per app.").Default("1000").IntVar(&f.maxRuns)
+	app.Flag("shard", "This replica's shard (0-based).").Default("0").IntVar(&f.shard)
+	app.Flag("total-shards", "Number of replicas sharing the runs.").Default("1").IntVar(&f.totalShards)
+	app.Flag("web.enable-registration", "Accept run IDs on POST /api/v1/runs.").BoolVar(&f.registration)
+	app.Flag("web.telemetry-path", "Path of the metrics.").Default("/metrics").StringVar(&f.telemetry)
+	app.Flag("demo", "Run against a built-in simulated Dify with live runs.").BoolVar(&f.demo)
+	app.Flag("log.level", "Only log messages with this severity or above: debug, info, warn, error.").Default("info").EnumVar(&f.logLevel, "debug", "info", "warn", "error")
+	app.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").EnumVar(&f.logFormat, "logfmt", "json")
+	f.web = kingpinflag.AddFlags(app, ":9866")
+	app.Version(version.Print("dify_exporter"))
+	app.HelpFlag.Short('h')
+	if _, err := app.Parse(args); err != nil {
+		return nil, err
+	}
+	switch {
+	case f.totalShards < 1:
+		return nil, fmt.Errorf("--total-shards must be at least 1, not %d", f.totalShards)
+	case f.shard < 0 || f.shard >= f.totalShards:
+		return nil, fmt.Errorf("--shard must be in [0, %d), not %d", f.totalShards, f.shard)
+	case f.offset < 0:
+		return nil, errors.New("--timeout-offset must not be negative")
+	case f.configCheck && f.configFile == "":
+		return nil, errors.New("--config.check needs --config.file")
+	}
+	return f, nil
+}
+
+// newLogger builds the go-kit logger; base is the logger before ts and
+// caller are added, for the slog bridge (which adds its own).
+func newLogger(f *flags, w *os.File) (logger log.Logger, slogger *slog.Logger) {
+	var base log.Logger
+	if f.logFormat == "json" {
+		base = log.NewJSONLogger(log.NewSyncWriter(w))
+	} else {
+		base = log.NewLogfmtLogger(log.NewSyncWriter(w))
+	}
+	base = level.NewFilter(base, level.Allow(level.ParseDefault(f.logLevel, level.InfoValue())))
+	var slogLevel slog.Level
+	_ = slogLevel.UnmarshalText([]byte(f.logLevel))
+	slogger = slog.New(sloggokit.NewGoKitHandler(renameSlogTime(base), slogLevel))
+	logger = log.With(base, "ts", log.DefaultTimestampUTC, "caller", log.DefaultCaller)
+	return logger, slogger
+}
+
+// renameSlogTime gives the lines that libraries log through slog the same
+// "ts" key as the exporter's own lines (the bridge names it "time").
+func renameSlogTime(next log.Logger) log.Logger {
+	return log.LoggerFunc(func(kv ...any) error {
+		for i := 0; i+1 < len(kv); i += 2 {
+			if kv[i] == "time" {
+				if t, ok := kv[i+1].(time.Time); ok {
+					kv[i], kv[i+1] = "ts", t.UTC().Format(time.RFC3339Nano)
+				}
+			}
+		}
+		return next.Log(kv...)
+	})
+}
+
+// run is main without os.Exit, so tests can drive it. ready, if not nil,
+// receives the server's address once it listens.
+func run(args []string, stderr *os.File, ready chan<- string) int {
+	f, err := parseFlags(args)
+	if err != nil {
+		fmt.Fprintln(stderr, "dify_exporter:", err)
+		return 2
+	}
+	logger, slogger := newLogger(f, stderr)
+	fail := func(msg string, err error) int {
+		level.Error(logger).Log("msg", msg, "err", err)
+		return 1
+	}
+
+	loader := &configLoader{flags: f, logger: logger}
+	var stopDemo func()
+	if f.demo {
+		url, key, stop, err := startDemo()
+		if err != nil {
+			return fail("Cannot start the demo", err)
+		}
+		stopDemo = stop
+		defer stopDemo()
+		loader.demo = &demoTarget{url: url, key: key}
+		level.Info(logger).Log("msg", "Demo mode: exporting a simulated Dify", "url", url)
+	}
+
+	cfg, err := loader.load()
+	if err != nil {
+		return fail("Invalid configuration", err)
+	}
+	if f.configCheck {
+		level.Info(logger).Log("msg", "Configuration is valid", "file", f.configFile, "apps", len(cfg.Apps))
+		return 0
+	}
+	if f.configFile != "" && (f.url != "https://api.dify.ai/v1" || f.keyFile != "" || len(f.runIDs) > 0 || f.runIDsFile != "" || f.appName != "default") {
+		level.Warn(logger).Log("msg", "--config.file is given: the single-app --dify.* flags are ignored")
+	}
+
+	exp := collector.New(nil)
+	state := newAppState(exp, loader, logger)
+	if err := state.apply(cfg); err != nil {
+		return fail("Invalid configuration", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(exp, state.reloadOK,
+		versioncollector.NewCollector("dify_exporter"),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	mux := newMux(f, exp, state, reg, logger)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	level.Info(logger).Log("msg", "Starting dify_exporter", "version", version.Info(), "apps", len(cfg.Apps))
+	errc := make(chan error, 1)
+	go func() {
+		errc <- listenAndServe(srv, f.web, slogger, ready)
+	}()
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	for {
+		select {
+		case err := <-errc:
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fail("HTTP server failed", err)
+			}
+			return 0
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				state.reload()
+				continue
+			}
+			level.Info(logger).Log("msg", "Shutting down", "signal", s)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := srv.Shutdown(ctx)
+			cancel()
+			if err != nil {
+				return fail("Shutdown", err)
+			}
+			return 0
+		}
+	}
+}
+
+// configLoader turns the command line or the config file into a config.
+type configLoader struct {
+	flags  *flags
+	logger log.Logger
+	demo   *demoTarget
+}
+
+type demoTarget struct{ url, key string }
+
+func (l *configLoader) defaults() config.Defaults {
+	f := l.flags
+	return config.Defaults{
+		URL:         f.url,
+		Runs:        config.RunLimits{Retention: f.retention, Max: f.maxRuns},
+		Timeout:     f.timeout,
+		Concurrency: f.concurrency,
+		RateLimit:   f.rateLimit,
+		Discovery:   config.Discovery{WorkflowLogs: f.discovery, Lookback: f.lookback},
+	}
+}
+
+// load reads the config file, or builds a one-app config from the flags.
+func (l *configLoader) load() (*config.Config, error) {
+	f := l.flags
+	if f.configFile != "" {
+		cfg, err := config.Load(f.configFile, l.defaults())
+		if err != nil {
+			return nil, err
+		}
+		return cfg, cfg.CheckKeys()
+	}
+	d := l.defaults()
+	app := config.App{
+		Name: f.appName, URL: d.URL, APIKeyFile: f.keyFile, RunIDsFile: f.runIDsFile,
+		Discovery: d.Discovery, Runs: d.Runs, Timeout: d.Timeout, Concurrency: d.Concurrency, RateLimit: d.RateLimit,
+	}
+	if app.APIKeyFile == "" {
+		app.APIKeyEnv = "DIFY_API_KEY"
+	}
+	if l.demo != nil {
+		app.Name, app.URL, app.APIKeyFile, app.APIKeyEnv = "demo", l.demo.url, "", "DIFY_DEMO_KEY"
+		app.Discovery = config.Discovery{WorkflowLogs: true, Lookback: time.Hour}
+	}
+	app.RunIDs = f.runIDs
+	cfg, err := config.FromFlags(app)
+	if err != nil {
+		return nil, err
+	}
+	if l.demo != nil {
+		return cfg, nil
+	}
+	return cfg, cfg.CheckKeys()
+}
+
+// key returns an app's API key: the demo's own, or from its file or env.
+func (l *configLoader) key(a config.App) (string, error) {
+	if l.demo != nil && a.URL == l.demo.url {
+		return l.demo.key, nil
+	}
+	return a.APIKey()
+}
