@@ -271,7 +271,9 @@ func (h *httpConfig) UnmarshalYAML(n *yaml.Node) error {
 		return err
 	}
 	// Errors of prometheus/common's own unmarshalers carry no position.
-	return &posError{line: n.Line, col: n.Column, msg: hideURL(oneLine(err.Error()))}
+	// Column-1 places the error on http_client_config itself, not on its
+	// first key.
+	return &posError{line: n.Line, col: n.Column - 1, msg: hideURL(oneLine(err.Error()))}
 }
 
 // integer is an int that refuses what is not a YAML integer (yaml.v3 would

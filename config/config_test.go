@@ -195,6 +195,11 @@ func TestLoadBad(t *testing.T) {
 		{"bad-http-basic-auth.yml", `line 2: app "translator": http_client_config: basic_auth is not allowed: the exporter authenticates with the app's API key (api_key_file or api_key_env) (set in defaults:)`},
 		{"bad-http-bearer.yml", `http_client_config: bearer_token/bearer_token_file is not allowed`},
 		{"bad-http-validate.yml", `line 4: app "translator": http_client_config: if no_proxy is configured, proxy_url must also be configured`},
+		{"bad-float-for-int.yml", `line 4: app "translator": concurrency: want an integer, got a number`},
+		{"bad-http-proxy-password.yml", `line 5: app "translator": http_client_config: invalid URL: net/url: invalid userinfo`},
+		{"bad-http-tls-version.yml", `line 5: app "translator": http_client_config: unknown TLS version: TLS99`},
+		{"bad-http-unknown-deep.yml", `line 6: app "translator": http_client_config.http_headers.X-Team: unknown field "valuez"`},
+		{"bad-name-looks-like-key.yml", `line 2: apps[0]: name looks like an API key: the name is the app label`},
 		{"bad-http-header.yml", `http_client_config: setting header "Authorization" is not allowed`},
 	}
 	seen := map[string]bool{}
@@ -226,6 +231,40 @@ func TestLoadBad(t *testing.T) {
 	for _, f := range files {
 		if !seen[filepath.Base(f)] {
 			t.Errorf("%s has no test case", f)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	const app = "apps:\n  - name: a\n    api_key_env: K\n"
+	tests := []struct{ doc, want string }{
+		{app + "    runs: {max: '5'}\n", `line 4: app "a": runs.max: want an integer, got a string`},
+		{app + "    concurrency: [1]\n", `line 4: app "a": concurrency: want an integer, got a list`},
+		{app + "    concurrency: 99999999999999999999\n", `line 4: app "a": concurrency: want an integer`},
+		{app + "    timeout: 10\n", `line 4: app "a": timeout: want a duration like 90s, 30m or 1h, got "10"`},
+		{app + "    timeout: {s: 1}\n", `line 4: app "a": timeout: want a duration like 90s, 30m or 1h, got a mapping`},
+		{app + "    url: http://h/v1?x=1\n", `has a query or fragment`},
+		{app + "    url: http://h/v1#\n", `has a query or fragment`},
+		{app + "    url: 'http://:80/v1'\n", `has no host`},
+		{app + "    run_ids: fb47b2e6-5e43-4f90-be01-d5c5a088d156\n", `line 4: app "a": run_ids: want a list of strings, got a string`},
+		{app + "    api_key_env: 'A B'\n", `key "api_key_env" is given twice`},
+		{"apps:\n  - name: a\n    api_key_env: 'A=B'\n", `api_key_env "A=B" is not an environment variable name`},
+		{"apps:\n  - name: a\n    api_key_file: ''\n", `line 3: app "a": api_key_file is empty`},
+		{app + "    run_ids_file: ' '\n", `line 4: app "a": run_ids_file is empty`},
+		{"apps:\n  - a\n", `line 2: apps[0]: want an app`},
+		{"apps: {name: a}\n", `want a list of apps, got a mapping`},
+		{"- a\n", `line 1: top level: want a mapping with defaults: and apps:, got a list`},
+		{"defaults: {api_key_env: K, api_key_file: /k}\napps: [{name: a}]\n", `line 1: defaults: both api_key_file and api_key_env are set`},
+		{"apps:\n  - name: a\n    api_key_env: K\n  - name: b\n    api_key_env: K\n    runs: {retention: 1h, maxx: 3}\n", `line 6: app "b": runs: unknown field "maxx"`},
+		{"apps:\n  - name: a\n    api_key_env: K\n    http_client_config:\n      oauth2:\n        client_id: x\n        tls_config: {bogus: 1}\n", `line 7: app "a": http_client_config.oauth2.tls_config: unknown field "bogus" (want one of: ca, cert, key, ca_file,`},
+		{app + "    http_client_config: {oauth2: {client_id: x, token_url: 'http://t'}}\n", `http_client_config: oauth2 is not allowed`},
+		{app + "    http_client_config: {follow_redirects: maybe}\n", `line 4: app "a": http_client_config.follow_redirects: want true or false, got a string`},
+		{app + "    rate_limit: fast\n", `line 4: app "a": rate_limit: want a number, got a string`},
+	}
+	for _, tt := range tests {
+		_, err := Parse([]byte(tt.doc), flagDefaults)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Parse(%q):\n got %v\nwant %s", tt.doc, err, tt.want)
 		}
 	}
 }
