@@ -261,7 +261,8 @@ type httpConfig struct {
 }
 
 func (h *httpConfig) UnmarshalYAML(n *yaml.Node) error {
-	if err := checkKnown(n, reflect.TypeOf(plainHTTPClientConfig{}), 0); err != nil {
+	budget := maxCheckedNodes
+	if err := checkKnown(n, reflect.TypeOf(plainHTTPClientConfig{}), 0, &budget); err != nil {
 		return err
 	}
 	h.cfg = promconfig.DefaultHTTPClientConfig
@@ -302,12 +303,18 @@ var parseQuoted = regexp.MustCompile(`parse "(?:[^"\\]|\\.)*":\s*`)
 
 func hideURL(s string) string { return parseQuoted.ReplaceAllString(s, "invalid URL: ") }
 
+// maxCheckedNodes bounds the work of checkKnown, which follows aliases.
+const maxCheckedNodes = 10000
+
 // checkKnown refuses mapping keys that the struct type t (or what it holds)
 // does not have, naming the key's line.
-func checkKnown(n *yaml.Node, t reflect.Type, depth int) error {
+func checkKnown(n *yaml.Node, t reflect.Type, depth int, budget *int) error {
 	n = deref(n)
 	if n == nil || depth > 16 {
 		return nil
+	}
+	if *budget--; *budget < 0 {
+		return &posError{line: n.Line, col: n.Column, msg: "http_client_config is too large or too deeply aliased"}
 	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -328,19 +335,19 @@ func checkKnown(n *yaml.Node, t reflect.Type, depth int) error {
 			default:
 				return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: field %s not found in type %s", k.Line, k.Value, t)}}
 			}
-			if err := checkKnown(n.Content[i+1], ft, depth+1); err != nil {
+			if err := checkKnown(n.Content[i+1], ft, depth+1, budget); err != nil {
 				return err
 			}
 		}
 	case t.Kind() == reflect.Map && n.Kind == yaml.MappingNode:
 		for i := 1; i < len(n.Content); i += 2 {
-			if err := checkKnown(n.Content[i], t.Elem(), depth+1); err != nil {
+			if err := checkKnown(n.Content[i], t.Elem(), depth+1, budget); err != nil {
 				return err
 			}
 		}
 	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
 		for _, it := range n.Content {
-			if err := checkKnown(it, t.Elem(), depth+1); err != nil {
+			if err := checkKnown(it, t.Elem(), depth+1, budget); err != nil {
 				return err
 			}
 		}

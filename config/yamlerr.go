@@ -149,6 +149,39 @@ func (t *tree) locate(line, col int) (section string, path []string) {
 	return "", append([]string{k.Value}, descend(deref(v), line, col)...)
 }
 
+// keyColumn finds the column of the mapping key named name on the line, for
+// errors that give only a line; without one it returns the line's end.
+func (t *tree) keyColumn(line int, name string) int {
+	col := 1 << 30
+	if t.top == nil {
+		return col
+	}
+	budget := 100000
+	var walk func(n *yaml.Node) bool
+	walk = func(n *yaml.Node) bool {
+		if n == nil || n.Line > line || budget <= 0 {
+			return false
+		}
+		budget--
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if k := n.Content[i]; k.Line == line && k.Value == name {
+					col = k.Column
+					return true
+				}
+			}
+		}
+		for _, c := range n.Content { // aliases are not followed
+			if walk(c) {
+				return true
+			}
+		}
+		return false
+	}
+	walk(t.top)
+	return col
+}
+
 func lastBefore(m *yaml.Node, line, col int) (k, v *yaml.Node) {
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		if before(m.Content[i], line, col) {
@@ -235,8 +268,12 @@ func (t *tree) decodeError(err error) error {
 		return fmt.Errorf("invalid config: %s", strings.TrimPrefix(oneLine(err.Error()), "yaml: "))
 	}
 	msgs := make([]string, 0, len(te.Errors))
+	seen := map[string]bool{}
 	for _, e := range te.Errors {
-		msgs = append(msgs, t.rewrite(e))
+		if m := t.rewrite(e); !seen[m] {
+			seen[m] = true
+			msgs = append(msgs, m)
+		}
 	}
 	if len(msgs) > 5 {
 		msgs = append(msgs[:5], fmt.Sprintf("and %d more errors", len(msgs)-5))
@@ -248,7 +285,7 @@ func (t *tree) rewrite(e string) string {
 	e = oneLine(e)
 	if m := reUnknown.FindStringSubmatch(e); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		sec, path := t.locate(line, 1<<30)
+		sec, path := t.locate(line, t.keyColumn(line, m[2]))
 		if len(path) > 0 {
 			path = path[:len(path)-1]
 		}
@@ -281,7 +318,11 @@ func (t *tree) rewrite(e string) string {
 	}
 	if m := reDupKey.FindStringSubmatch(e); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		sec, path := t.locate(line, 1<<30)
+		name, err := strconv.Unquote(m[2])
+		if err != nil {
+			name = m[2]
+		}
+		sec, path := t.locate(line, t.keyColumn(line, name))
 		if len(path) > 0 {
 			path = path[:len(path)-1]
 		}
