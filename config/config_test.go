@@ -422,3 +422,46 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestFromFlags(t *testing.T) {
+	base := App{
+		Name: "default", URL: "https://api.dify.ai/v1/", APIKeyEnv: "DIFY_API_KEY",
+		RunIDs:    []string{"FB47B2E6-5E43-4F90-BE01-D5C5A088D156", "fb47b2e6-5e43-4f90-be01-d5c5a088d156"},
+		Discovery: Discovery{Lookback: time.Hour}, Runs: RunLimits{Retention: time.Hour, Max: 1000},
+		Timeout: 10 * time.Second, Concurrency: 8,
+	}
+	c, err := FromFlags(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := base
+	want.URL = "https://api.dify.ai/v1"
+	want.RunIDs = []string{"fb47b2e6-5e43-4f90-be01-d5c5a088d156"}
+	want.HTTPClientConfig = promconfig.DefaultHTTPClientConfig
+	if len(c.Apps) != 1 || !reflect.DeepEqual(c.Apps[0], want) {
+		t.Errorf("got %+v\nwant %+v", c.Apps, want)
+	}
+	if msg := checkInvariants(c); msg != "" {
+		t.Error(msg)
+	}
+	for _, tt := range []struct {
+		edit func(*App)
+		want string
+	}{
+		{func(a *App) { a.Name = "de fault" }, `--dify.app-name "de fault": want`},
+		{func(a *App) { a.URL = "ftp://x" }, "--dify.url"},
+		{func(a *App) { a.RunIDs = []string{"x?y=1"} }, `--dify.run-id: invalid run ID "x?y=1"`},
+		{func(a *App) { a.APIKeyEnv = "" }, "want exactly one API key source"},
+		{func(a *App) { a.APIKeyFile = "/k" }, "want exactly one API key source"},
+		{func(a *App) { a.RateLimit = math.NaN() }, "--dify.rate-limit"},
+		{func(a *App) { a.Timeout = 0 }, "--dify.timeout must be > 0"},
+		{func(a *App) { a.HTTPClientConfig.BearerTokenFile = "/t" }, "http_client_config: bearer_token/bearer_token_file is not allowed"},
+	} {
+		a := base
+		a.RunIDs = nil
+		tt.edit(&a)
+		if _, err := FromFlags(a); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("got %v, want %s", err, tt.want)
+		}
+	}
+}

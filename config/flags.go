@@ -2,6 +2,10 @@ package config
 
 import (
 	"fmt"
+	"math"
+	"reflect"
+
+	promconfig "github.com/prometheus/common/config"
 
 	"github.com/dify-exporter/dify_exporter/client"
 )
@@ -11,7 +15,17 @@ import (
 // returns it as a config. Errors name the flag at fault.
 func FromFlags(a App) (*Config, error) {
 	if !nameRE.MatchString(a.Name) {
-		return nil, fmt.Errorf("--dify.app-name %q: want [a-zA-Z0-9_.-]+", shorten(a.Name))
+		return nil, fmt.Errorf("--dify.app-name %s: want [a-zA-Z0-9_.-]+", shorten(a.Name))
+	}
+	if (a.APIKeyFile == "") == (a.APIKeyEnv == "") {
+		return nil, fmt.Errorf("app %q: want exactly one API key source (--dify.api-key-file or the DIFY_API_KEY environment variable)", a.Name)
+	}
+	if reflect.DeepEqual(a.HTTPClientConfig, promconfig.HTTPClientConfig{}) {
+		// The same defaults as an app of a file (follow redirects, HTTP/2).
+		a.HTTPClientConfig = promconfig.DefaultHTTPClientConfig
+	}
+	if err := checkHTTPConfig(&a.HTTPClientConfig); err != nil {
+		return nil, fmt.Errorf("app %q: http_client_config: %v", a.Name, err)
 	}
 	u, err := checkURL(a.URL)
 	if err != nil {
@@ -40,7 +54,7 @@ func FromFlags(a App) (*Config, error) {
 		return nil, fmt.Errorf("--dify.timeout must be > 0, got %s", a.Timeout)
 	case a.Concurrency < 1:
 		return nil, fmt.Errorf("--dify.concurrency must be >= 1, got %d", a.Concurrency)
-	case a.RateLimit < 0:
+	case !(a.RateLimit >= 0) || math.IsInf(a.RateLimit, 0):
 		return nil, fmt.Errorf("--dify.rate-limit must be >= 0, got %v", a.RateLimit)
 	case a.Discovery.Lookback < 0:
 		return nil, fmt.Errorf("--discovery.lookback must be >= 0, got %s", a.Discovery.Lookback)
