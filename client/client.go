@@ -32,6 +32,8 @@ const (
 	DefaultTimeout      = 10 * time.Second
 	DefaultMaxRetries   = 2
 	DefaultMaxBodyBytes = 4 << 20
+	// maxRetryAfter is the longest Retry-After the client waits out.
+	maxRetryAfter = 30 * time.Second
 )
 
 // Limiter paces requests; *rate.Limiter satisfies it.
@@ -77,16 +79,18 @@ type Client struct {
 func New(cfg Config) (*Client, error) {
 	u, err := url.Parse(strings.TrimRight(cfg.URL, "/"))
 	if err != nil {
-		return nil, fmt.Errorf("invalid Dify URL: %w", err)
+		// url.Error quotes the whole URL, password included: say less.
+		return nil, errors.New("invalid Dify URL: cannot parse it (want e.g. https://api.dify.ai/v1)")
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("invalid Dify URL %q: scheme must be http or https", cfg.URL)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("invalid Dify URL %q: no host", cfg.URL)
-	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("invalid Dify URL %q: no user info, query or fragment allowed", u.Redacted())
+	switch {
+	case u.User != nil:
+		return nil, fmt.Errorf("invalid Dify URL %q: user info (credentials) does not belong in the URL", u.Redacted())
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("invalid Dify URL %q: scheme must be http or https", u.Redacted())
+	case u.Host == "":
+		return nil, fmt.Errorf("invalid Dify URL %q: no host", u.Redacted())
+	case u.RawQuery != "" || u.Fragment != "":
+		return nil, fmt.Errorf("invalid Dify URL %q: no query or fragment allowed", u.Redacted())
 	}
 	if cfg.APIKey == "" {
 		return nil, errors.New("no Dify API key")
@@ -109,6 +113,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	return &Client{base: u, cfg: cfg, http: hc, backoff: 100 * time.Millisecond}, nil
 }
+
+// CloseIdleConnections closes the client's idle keep-alive connections.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
 
 // URL returns the API base URL.
 func (c *Client) URL() string { return c.base.String() }
@@ -226,6 +233,9 @@ func (c *Client) get(ctx context.Context, endpoint, path string, query url.Value
 		}
 		wait := c.backoff << attempt
 		wait += rand.N(wait/2 + 1)
+		if err.RetryAfter > maxRetryAfter {
+			return err // not worth holding a scrape for
+		}
 		if err.RetryAfter > wait {
 			wait = err.RetryAfter
 		}
@@ -281,7 +291,7 @@ func (c *Client) attempt(ctx context.Context, endpoint, target string, out any) 
 			Err: fmt.Errorf("response larger than %d bytes", c.cfg.MaxBodyBytes)}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return statusError(endpoint, resp, body)
+		return statusError(endpoint, resp, body, c.cfg.APIKey)
 	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return &Error{Kind: KindBadResponse, Endpoint: endpoint, Status: resp.StatusCode,
@@ -297,12 +307,14 @@ func (c *Client) observe(endpoint, code string) {
 }
 
 // statusError maps a non-2xx answer and Dify's {code, message} envelope
-// to an *Error.
-func statusError(endpoint string, resp *http.Response, body []byte) *Error {
+// to an *Error. A server or proxy that echoes the key gets it redacted.
+func statusError(endpoint string, resp *http.Response, body []byte, key string) *Error {
 	e := &Error{Endpoint: endpoint, Status: resp.StatusCode}
 	var env wireEnvelope
 	if json.Unmarshal(body, &env) == nil {
-		e.Code, e.Message = clean(env.Code, 64), clean(env.Message, 200)
+		redact := strings.NewReplacer(key, "<redacted>")
+		e.Code = clean(redact.Replace(env.Code), 64)
+		e.Message = clean(redact.Replace(env.Message), 200)
 	}
 	switch code := resp.StatusCode; {
 	case code == http.StatusUnauthorized:

@@ -26,9 +26,9 @@ type wireRun struct {
 
 func (w *wireRun) toRun() Run {
 	r := Run{
-		TotalSteps:  int64(w.TotalSteps),
-		TotalTokens: int64(w.TotalTokens),
-		Elapsed:     time.Duration(float64(w.ElapsedTime) * float64(time.Second)),
+		TotalSteps:  w.TotalSteps.count(),
+		TotalTokens: w.TotalTokens.count(),
+		Elapsed:     w.ElapsedTime.seconds(),
 		CreatedAt:   time.Time(w.CreatedAt),
 		FinishedAt:  time.Time(w.FinishedAt),
 	}
@@ -101,6 +101,22 @@ func (n *flexNumber) UnmarshalJSON(b []byte) error {
 	}
 	*n = flexNumber(f)
 	return nil
+}
+
+// maxCount bounds counts to what a float64 holds exactly.
+const maxCount = 1 << 53
+
+// count clamps a number to a count: negative values (no real run has
+// them) become 0, huge ones are capped.
+func (n flexNumber) count() int64 {
+	return int64(min(max(float64(n), 0), maxCount))
+}
+
+// seconds converts a number of seconds to a Duration, clamped to
+// [0, 100 years] so that no value overflows.
+func (n flexNumber) seconds() time.Duration {
+	const maxSeconds = 100 * 365 * 24 * 3600
+	return time.Duration(min(max(float64(n), 0), maxSeconds) * float64(time.Second))
 }
 
 // flexTime accepts Unix seconds (int or float), the RFC-822 strings of

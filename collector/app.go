@@ -152,9 +152,9 @@ func (a *App) Status() Status {
 type refreshState struct {
 	mu        sync.Mutex
 	answered  bool  // some request got an answer proving the key works
-	refused   error // the key or app was refused
-	lastErr   error
-	transient bool
+	refused     error // the key or app was refused
+	unreachable bool
+	lastErr     error
 }
 
 func (s *refreshState) record(err error) {
@@ -172,8 +172,20 @@ func (s *refreshState) record(err error) {
 		if s.refused == nil {
 			s.refused = err
 		}
+	case client.KindUnreachable:
+		s.unreachable = true
 	}
 	s.lastErr = err
+}
+
+// abandon reports whether the rest of the refresh is pointless: the key or
+// app was refused, or the API cannot be reached (after the retries).
+func abandon(err error) bool {
+	switch client.KindOf(err) {
+	case client.KindUnauthorized, client.KindForbidden, client.KindNotWorkflowApp, client.KindAppUnavailable, client.KindUnreachable:
+		return true
+	}
+	return false
 }
 
 // refresh brings the app's runs up to date, within ctx's deadline.
@@ -195,7 +207,7 @@ func (a *App) refresh(ctx context.Context) {
 	toFetch := a.runsToFetch(gen)
 	// Something must prove the key works each refresh: when neither the
 	// logs nor any run are asked for, /info is.
-	if needInfo || (!a.cfg.Discovery && len(toFetch) == 0) {
+	if st.refused == nil && !st.unreachable && (needInfo || (!a.cfg.Discovery && len(toFetch) == 0)) {
 		info, err := a.cfg.API.Info(ctx)
 		a.countError(err)
 		st.record(err)
@@ -205,7 +217,7 @@ func (a *App) refresh(ctx context.Context) {
 			a.mu.Unlock()
 		}
 	}
-	if st.refused == nil {
+	if st.refused == nil && !st.unreachable {
 		a.fetchRuns(ctx, cancel, gen, toFetch, st)
 		a.resolveVersions()
 	}
@@ -270,15 +282,14 @@ func (a *App) fetchRuns(ctx context.Context, cancel context.CancelCauseFunc, gen
 				return nil
 			}
 			run, err := a.cfg.API.Run(ctx, id)
-			if err != nil && context.Cause(ctx) == errRefused {
+			if err != nil && context.Cause(ctx) == errAbandoned {
 				a.skip(ctx, id)
 				return nil
 			}
 			st.record(err)
 			a.countError(err)
-			switch client.KindOf(err) {
-			case client.KindUnauthorized, client.KindForbidden, client.KindNotWorkflowApp, client.KindAppUnavailable:
-				cancel(errRefused)
+			if abandon(err) {
+				cancel(errAbandoned)
 			}
 			a.apply(id, run, err, gen)
 			return nil
@@ -287,14 +298,15 @@ func (a *App) fetchRuns(ctx context.Context, cancel context.CancelCauseFunc, gen
 	g.Wait() //nolint:errcheck // the goroutines return no errors
 }
 
-// errRefused cancels a refresh's remaining calls once the key is refused.
-var errRefused = errors.New("key refused")
+// errAbandoned cancels a refresh's remaining calls once one shows that
+// they would all fail.
+var errAbandoned = errors.New("refresh abandoned")
 
 // skip marks a run that this refresh could not fetch. Runs skipped for
-// lack of time are counted as timeouts; those skipped because the key was
-// refused are not (the refusal is counted once).
+// lack of time are counted as timeouts; those skipped because the refresh
+// was abandoned are not (its cause is counted once).
 func (a *App) skip(ctx context.Context, id string) {
-	if context.Cause(ctx) != errRefused {
+	if context.Cause(ctx) != errAbandoned {
 		a.counters.runErrors.WithLabelValues(a.cfg.Name, client.KindTimeout.String()).Inc()
 	}
 	a.mu.Lock()

@@ -414,3 +414,56 @@ func TestMetricsPassPromlint(t *testing.T) {
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
 }
+
+func TestFailingAppDoesNotBreakOthers(t *testing.T) {
+	f := newFixture(t, withRuns(runID(1)))
+	f.srv.PutRun(testKey, finishedRun(runID(1), "succeeded"))
+	otherKey := "app-other-key"
+	f.srv.AddApp(otherKey, difytest.App{Name: "Other", Mode: "workflow"})
+	f.srv.PutRun(otherKey, finishedRun(runID(2), "failed"))
+	other := f.appConfig(t, "other", otherKey)
+	other.RunIDs = []string{runID(2)}
+	first := f.exp.App("translator").cfg
+	f.exp.SetApps([]AppConfig{first, other})
+	f.srv.DisableApp(otherKey, "The app's API service has been disabled.")
+	f.refresh(t)
+	if got := value(t, f.reg, "dify_up", map[string]string{"app": "other"}); got != 0 {
+		t.Errorf("dify_up{other} = %v, want 0 for the disabled app", got)
+	}
+	if got := value(t, f.reg, "dify_up", map[string]string{"app": "translator"}); got != 1 {
+		t.Errorf("dify_up{translator} = %v, want 1", got)
+	}
+	if got := value(t, f.reg, "dify_workflow_run_tokens", map[string]string{"app": "translator"}); got != 150 {
+		t.Errorf("translator's run tokens = %v, want 150", got)
+	}
+	if st := f.exp.App("other").Status(); !strings.Contains(st.LastError, "disabled") {
+		t.Errorf("other's last error %q should carry Dify's message", st.LastError)
+	}
+}
+
+func TestReloadKeepsStateOfUnchangedApps(t *testing.T) {
+	f := newFixture(t, withRuns(runID(1)))
+	f.srv.PutRun(testKey, finishedRun(runID(1), "succeeded"))
+	f.srv.PutRun(testKey, finishedRun(runID(2), "failed"))
+	f.refresh(t)
+	cfg := f.exp.App("translator").cfg
+	cfg.RunIDs = []string{runID(1), runID(2)}
+	f.exp.SetApps([]AppConfig{cfg})
+	f.refresh(t)
+	// runID(1) was kept (finished, not fetched again); runID(2) is new.
+	if got := f.srv.Requests(difytest.EndpointRun); got != 2 {
+		t.Errorf("run requests = %d, want 2 (the kept run is not fetched again)", got)
+	}
+	cfg.RunIDs = []string{runID(2)}
+	f.exp.SetApps([]AppConfig{cfg})
+	if n := testutil.CollectAndCount(f.exp, "dify_workflow_run_tokens"); n != 1 {
+		t.Errorf("run series after removing a listed ID = %d, want 1", n)
+	}
+	f.exp.SetApps(nil)
+	if n := testutil.CollectAndCount(f.exp, "dify_up"); n != 0 {
+		t.Errorf("dify_up series after removing the app = %d, want 0", n)
+	}
+	if n := testutil.CollectAndCount(f.exp, "dify_workflow_runs_finished_total"); n != 0 {
+		t.Errorf("counter series of a removed app = %d, want 0", n)
+	}
+}
