@@ -405,7 +405,7 @@ const keysLive = "API keys live in files or the environment: put the key in a fi
 // checkCommon refuses what is wrong in the app or defaults section itself,
 // whatever the merge: inline keys and both key sources at once.
 func checkCommon(rc *rawCommon, n *yaml.Node, where string) error {
-	if rc.APIKey != nil {
+	if rc.APIKey != nil || keyNode(n, "api_key") != nil { // even api_key: ~
 		return fmt.Errorf("%s%s: api_key is not allowed: %s", linePrefix(keyNode(n, "api_key")), where, keysLive)
 	}
 	if rc.APIKeyFile != nil && keyLike.MatchString(*rc.APIKeyFile) {

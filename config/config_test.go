@@ -259,6 +259,7 @@ func TestParseErrors(t *testing.T) {
 		{"apps:\n  - name: a\n    api_key_env: K\n    http_client_config:\n      oauth2:\n        client_id: x\n        tls_config: {bogus: 1}\n", `line 7: app "a": http_client_config.oauth2.tls_config: unknown field "bogus" (want one of: ca, cert, key, ca_file,`},
 		{app + "    http_client_config: {oauth2: {client_id: x, token_url: 'http://t'}}\n", `http_client_config: oauth2 is not allowed`},
 		{app + "    http_client_config: {follow_redirects: maybe}\n", `line 4: app "a": http_client_config.follow_redirects: want true or false, got a string`},
+		{app + "    api_key: ~\n", `line 4: app "a": api_key is not allowed`},
 		{app + "    rate_limit: fast\n", `line 4: app "a": rate_limit: want a number, got a string`},
 	}
 	for _, tt := range tests {
