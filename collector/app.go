@@ -46,8 +46,9 @@ type AppConfig struct {
 const (
 	logsPageSize = 100
 	// logsOverlap re-reads a little of the last window: log rows are
-	// written by several workers and their created_at may lag.
-	logsOverlap = 2 * time.Minute
+	// written by several workers, so one may commit after a newer one. Each
+	// scrape re-reads this much of the logs, so it is kept short.
+	logsOverlap = 10 * time.Second
 	// infoRefresh is how often GET /info is asked again when nothing else
 	// needs it (names and modes change rarely).
 	infoRefresh = 10 * time.Minute
