@@ -151,8 +151,8 @@ func (a *App) Status() Status {
 
 // refreshState collects the outcome of one refresh.
 type refreshState struct {
-	mu        sync.Mutex
-	answered  bool  // some request got an answer proving the key works
+	mu          sync.Mutex
+	answered    bool  // some request got an answer proving the key works
 	refused     error // the key or app was refused
 	unreachable bool
 	lastErr     error
