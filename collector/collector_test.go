@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -465,5 +466,55 @@ func TestReloadKeepsStateOfUnchangedApps(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(f.exp, "dify_workflow_runs_finished_total"); n != 0 {
 		t.Errorf("counter series of a removed app = %d, want 0", n)
+	}
+}
+
+// TestConcurrentScrapesReloadsAndRegistrations runs everything that can
+// happen at once, for the race detector to judge.
+func TestConcurrentScrapesReloadsAndRegistrations(t *testing.T) {
+	f := newFixture(t, withDiscovery(200))
+	sim := difytest.NewSimulator(f.srv, difytest.SimConfig{Key: testKey, NewRuns: 3, Seed: 7})
+	cfg := f.exp.App("translator").cfg
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	loop := func(fn func(i int)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				fn(i)
+			}
+		}()
+	}
+	loop(func(int) { sim.Step(time.Now()); time.Sleep(5 * time.Millisecond) })
+	for range 3 {
+		loop(func(int) {
+			c, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			f.exp.Refresh(c)
+			cancel()
+			if _, err := f.reg.Gather(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	loop(func(i int) {
+		c := cfg
+		c.RunIDs = []string{runID(i % 5)}
+		if i%7 == 0 {
+			c.Fingerprint = fmt.Sprint(i) // a changed app starts afresh
+		}
+		f.exp.SetApps([]AppConfig{c})
+		time.Sleep(10 * time.Millisecond)
+	})
+	loop(func(i int) {
+		err := f.exp.Register("translator", fmt.Sprintf("00000000-0000-4000-8000-%012x", i))
+		if err != nil && !errors.Is(err, ErrCapFull) && !strings.Contains(err.Error(), "unknown app") {
+			t.Error(err)
+		}
+	})
+	wg.Wait()
+	if st := f.exp.App("translator").Status(); st.Tracked > 200+5 {
+		t.Errorf("tracked %d runs, more than the cap 200 plus 5 listed", st.Tracked)
 	}
 }
