@@ -279,6 +279,9 @@ func (l *configLoader) load() (*config.Config, error) {
 	if l.demo != nil {
 		return cfg, nil
 	}
+	if f.keyFile == "" && os.Getenv("DIFY_API_KEY") == "" {
+		return nil, errors.New("no Dify API key: give --dify.api-key-file=FILE or set DIFY_API_KEY")
+	}
 	return cfg, cfg.CheckKeys()
 }
 
