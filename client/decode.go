@@ -79,21 +79,28 @@ type wireEnvelope struct {
 // flexNumber accepts a JSON number, a numeric string or null (0).
 type flexNumber float64
 
-func (n *flexNumber) UnmarshalJSON(b []byte) error {
+// scalar unwraps a JSON value that may be null, a string or a bare
+// literal: it returns the text inside, whether it was quoted, and ok=false
+// for null or an empty string.
+func scalar(b []byte) (text []byte, quoted, ok bool, err error) {
 	if bytes.Equal(b, []byte("null")) {
-		*n = 0
-		return nil
+		return nil, false, false, nil
 	}
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		if s == "" {
-			*n = 0
-			return nil
-		}
-		b = []byte(s)
+	if len(b) == 0 || b[0] != '"' {
+		return b, false, true, nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, true, false, err
+	}
+	return []byte(s), true, s != "", nil
+}
+
+func (n *flexNumber) UnmarshalJSON(b []byte) error {
+	*n = 0
+	b, _, ok, err := scalar(b)
+	if !ok || err != nil {
+		return err
 	}
 	f, err := strconv.ParseFloat(string(b), 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
@@ -135,19 +142,13 @@ var timeLayouts = []string{
 }
 
 func (t *flexTime) UnmarshalJSON(b []byte) error {
-	if bytes.Equal(b, []byte("null")) {
-		*t = flexTime{}
-		return nil
+	*t = flexTime{}
+	b, quoted, ok, err := scalar(b)
+	if !ok || err != nil {
+		return err
 	}
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		if s == "" {
-			*t = flexTime{}
-			return nil
-		}
+	if quoted {
+		s := string(b)
 		for _, layout := range timeLayouts {
 			if v, err := time.Parse(layout, s); err == nil {
 				*t = flexTime(v.UTC())
