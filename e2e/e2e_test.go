@@ -168,7 +168,7 @@ alerting:
 		srv.PutRun(apiKey, difytest.Run{
 			ID: id, Status: status, CreatedAt: runs.toFinishCreated,
 			FinishedAt: finished, ElapsedTime: finished.Sub(runs.toFinishCreated).Seconds(),
-			TotalSteps: 4 + i, TotalTokens: 1500 + 100*i,
+			TotalSteps: 4 + i, TotalTokens: finishTokens(i),
 		})
 	}
 
@@ -277,6 +277,52 @@ alerting:
 		t.Logf("%d metric names referenced by the dashboard and the rules are all exposed: %s", len(checked), strings.Join(checked, " "))
 	})
 
+	// 6b'. The values Prometheus scraped match the seeded runs: the three runs that
+	// finished while the exporter watched are counted, the seven that had finished
+	// before it started are not; the per-status gauges count every tracked run.
+	t.Run("values", func(t *testing.T) {
+		want := map[string]float64{
+			`dify_workflow_runs_finished_total{status="succeeded"}`:         1,
+			`dify_workflow_runs_finished_total{status="failed"}`:            1,
+			`dify_workflow_runs_finished_total{status="partial-succeeded"}`: 1,
+			`dify_workflow_runs_finished_total{status="stopped"}`:           0,
+			`dify_workflow_tokens_total`:                                    runs.toFinishTokens,
+			`dify_workflow_run_duration_seconds_count`:                      float64(len(runs.toFinish)),
+			`dify_workflow_runs{status="running"}`:                          1, // the stuck run
+			`dify_workflow_runs{status="paused"}`:                           1,
+			`dify_workflow_runs{status="succeeded"}`:                        5,
+			`dify_workflow_runs{status="failed"}`:                           2,
+			`dify_workflow_runs{status="stopped"}`:                          1,
+			`dify_workflow_runs{status="partial-succeeded"}`:                2,
+			`dify_exporter_tracked_runs{source="discovered"}`:               float64(runs.total),
+			`dify_up`: 1,
+		}
+		keys := make([]string, 0, len(want))
+		for k := range want {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var wrong []string
+		ok := e.pollT(t, "the scraped values match the seeded runs", func() (bool, string) {
+			wrong = wrong[:0]
+			for _, k := range keys {
+				name, matchers, _ := strings.Cut(k, "{")
+				q := fmt.Sprintf("sum(%s{%s, %s)", name, sel, strings.TrimSuffix(matchers, "}")+"}")
+				if matchers == "" {
+					q = fmt.Sprintf("sum(%s{%s})", name, sel)
+				}
+				got, err := prom.value(q)
+				if err != nil || got != want[k] {
+					wrong = append(wrong, fmt.Sprintf("%s = %v (err %v), want %v", k, got, err, want[k]))
+				}
+			}
+			return len(wrong) == 0, strings.Join(wrong, "; ")
+		})
+		if !ok {
+			t.Errorf("wrong values:\n%s", strings.Join(wrong, "\n"))
+		}
+	})
+
 	// 6c. The run-level alerts reach the webhook through Alertmanager.
 	t.Run("run alerts", func(t *testing.T) {
 		for _, want := range []struct{ alert, runID string }{
@@ -300,6 +346,13 @@ alerting:
 			}
 			return len(v) > 0, "dify_up is not 0"
 		})
+		e.pollT(t, "the refused key is counted as reason=\"unauthorized\"", func() (bool, string) {
+			v, err := prom.instant(fmt.Sprintf(`dify_exporter_run_errors_total{%s, reason="unauthorized"} > 0`, sel))
+			if err != nil {
+				return false, err.Error()
+			}
+			return len(v) > 0, "no unauthorized errors counted"
+		})
 		hook.wait(t, e, "DifyAPIUnreachable", map[string]string{
 			"alertname": "DifyAPIUnreachable", "severity": rules.severity["DifyAPIUnreachable"],
 			"app": appName, "job": jobName,
@@ -316,10 +369,13 @@ type seededRuns struct {
 	stuck, paused   string
 	toFinish        []string
 	toFinishCreated time.Time
+	toFinishTokens  float64 // their tokens once finished
+	total           int
 }
 
 // seedRuns puts runs in every status, all within the discovery lookback.
 func seedRuns(srv *difytest.Server, now time.Time) seededRuns {
+	var s seededRuns
 	put := func(status string, created time.Time, finished time.Time, tokens, steps int) string {
 		id := difytest.NewRunID()
 		r := difytest.Run{ID: id, Status: status, CreatedAt: created, TotalTokens: tokens, TotalSteps: steps}
@@ -330,9 +386,9 @@ func seedRuns(srv *difytest.Server, now time.Time) seededRuns {
 			r.ElapsedTime = now.Sub(created).Seconds()
 		}
 		srv.PutRun(apiKey, r)
+		s.total++
 		return id
 	}
-	var s seededRuns
 	// Finished before the exporter starts: exposed, but not counted.
 	put("succeeded", now.Add(-2*time.Hour), now.Add(-2*time.Hour+40*time.Second), 900, 5)
 	put("failed", now.Add(-90*time.Minute), now.Add(-90*time.Minute+12*time.Second), 300, 3)
@@ -350,8 +406,14 @@ func seedRuns(srv *difytest.Server, now time.Time) seededRuns {
 	for range 3 {
 		s.toFinish = append(s.toFinish, put("running", s.toFinishCreated, time.Time{}, 10, 1))
 	}
+	for i := range s.toFinish {
+		s.toFinishTokens += float64(finishTokens(i))
+	}
 	return s
 }
+
+// finishTokens is the token count of the i-th run that finishes during the test.
+func finishTokens(i int) int { return 1500 + 100*i }
 
 // --- processes -------------------------------------------------------------
 
@@ -554,6 +616,19 @@ func (p *promAPI) get(path string, params url.Values) (string, []promSeries, err
 func (p *promAPI) instant(q string) ([]promSeries, error) {
 	_, s, err := p.get("/api/v1/query", url.Values{"query": {q}})
 	return s, err
+}
+
+// value runs an instant query that must return one sample.
+func (p *promAPI) value(q string) (float64, error) {
+	s, err := p.instant(q)
+	if err != nil {
+		return 0, err
+	}
+	if len(s) != 1 || len(s[0].Value) != 2 {
+		return 0, fmt.Errorf("%d series", len(s))
+	}
+	str, _ := s[0].Value[1].(string)
+	return strconv.ParseFloat(str, 64)
 }
 
 // panelData runs a panel query the way Grafana would (instant for tables, a
