@@ -351,7 +351,10 @@ func TestStartupFailures(t *testing.T) {
 		args []string
 		want []string // substrings of the one stderr line
 	}{
-		{"missing key", baseEnv(), nil, []string{"DIFY_API_KEY", "not set"}},
+		{"missing key", baseEnv(), nil, []string{"DIFY_API_KEY", "--dify.api-key-file"}},
+		{"empty key env", baseEnv("DIFY_API_KEY="), nil, []string{"DIFY_API_KEY"}},
+		{"blank key env", baseEnv("DIFY_API_KEY=  "), nil, []string{"DIFY_API_KEY", "empty"}},
+		{"two words in key env", baseEnv("DIFY_API_KEY=" + secretKey + " " + secretKey), nil, []string{"DIFY_API_KEY"}},
 		{"unreadable key file", baseEnv(), []string{"--dify.api-key-file=" + filepath.Join(dir, "nope")}, []string{"api_key_file", filepath.Join(dir, "nope")}},
 		{"key file is a directory", baseEnv(), []string{"--dify.api-key-file=" + dir}, []string{"api_key_file", dir}},
 		{"empty key file", baseEnv(), []string{"--dify.api-key-file=" + os.DevNull}, []string{"api_key_file", "empty"}},
@@ -696,6 +699,33 @@ func TestRunIDsFile(t *testing.T) {
 	}
 	if !strings.Contains(e.log(), "not-a-uuid") || !strings.Contains(e.log(), ids+":2") {
 		t.Errorf("the bad line should be logged with file and line; log:\n%s", e.log())
+	}
+	if n := strings.Count(e.log(), "not-a-uuid"); n != 1 {
+		t.Errorf("the bad file was logged %d times, want once", n)
+	}
+
+	// A deleted file keeps its last IDs and is logged once, not on every
+	// scrape; when it comes back it is read again.
+	writeFile(t, ids, r2+"\n")
+	touch(t, ids, 20)
+	e.scrape()
+	if err := os.Remove(ids); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		m := e.scrape()
+		if len(m.find("dify_workflow_run_tokens", "run_id", r2)) != 1 {
+			t.Errorf("deleted file: run %s no longer exported", r2)
+		}
+	}
+	if n := strings.Count(e.log(), "Cannot read run IDs file"); n != 1 {
+		t.Errorf("the missing file was logged %d times in 3 scrapes, want once; log:\n%s", n, grepLines(e.log(), "Cannot read"))
+	}
+	writeFile(t, ids, r1+"\n")
+	touch(t, ids, 30)
+	m := e.scrape()
+	if len(m.find("dify_workflow_run_tokens", "run_id", r1)) != 1 || len(m.find("dify_workflow_run_tokens", "run_id", r2)) != 0 {
+		t.Errorf("restored file not read again:\n%s", grepLines(m.raw, "dify_workflow_run_tokens"))
 	}
 }
 
@@ -1164,5 +1194,43 @@ func TestRegisteredRunsDifyDoesNotKnow(t *testing.T) {
 	}
 	if v := m.mustValue(t, "dify_up", "app", "default"); v != 1 {
 		t.Errorf("dify_up = %v, want 1", v)
+	}
+}
+
+// TestReloadKeepsRuns: an app whose URL, key and limits are unchanged keeps
+// its registered and discovered runs across a reload.
+func TestReloadKeepsRuns(t *testing.T) {
+	srv := newDify(t)
+	srv.AddApp(secretKey, difytest.App{Name: "A", Mode: "workflow"})
+	srv.AddApp(secretKeyB, difytest.App{Name: "B", Mode: "advanced-chat"})
+	discovered := putRun(srv, secretKey, "succeeded", 4)
+	registered := putRun(srv, secretKeyB, "succeeded", 6)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "c.yml")
+	cfg := fmt.Sprintf("apps:\n  - name: a\n    url: %s\n    api_key_env: KEY_A\n    discovery: {workflow_logs: true}\n  - name: b\n    url: %s\n    api_key_env: KEY_B\n",
+		srv.URL(), srv.URL())
+	writeFile(t, cfgPath, cfg)
+	e := startExporter(t, baseEnv("KEY_A="+secretKey, "KEY_B="+secretKeyB), "--config.file="+cfgPath, "--web.enable-registration")
+	if code, body := e.post("/api/v1/runs", `{"app":"b","run_id":"`+registered+`"}`); code != http.StatusAccepted {
+		t.Fatalf("register: %d %q", code, body)
+	}
+	m := e.scrape()
+	m.mustValue(t, "dify_workflow_run_tokens", "app", "a", "run_id", discovered)
+	m.mustValue(t, "dify_workflow_run_tokens", "app", "b", "run_id", registered)
+
+	writeFile(t, cfgPath, cfg+"  - name: c\n    url: "+srv.URL()+"\n    api_key_env: KEY_A\n")
+	if code, body := e.post("/-/reload", ""); code != http.StatusOK {
+		t.Fatalf("reload: %d %q", code, body)
+	}
+	m = e.scrape()
+	if v := m.mustValue(t, "dify_exporter_tracked_runs", "app", "b", "source", "registered"); v != 1 {
+		t.Errorf("registered runs of b after a reload = %v, want 1", v)
+	}
+	if v := m.mustValue(t, "dify_exporter_tracked_runs", "app", "a", "source", "discovered"); v != 1 {
+		t.Errorf("discovered runs of a after a reload = %v, want 1", v)
+	}
+	m.mustValue(t, "dify_workflow_run_tokens", "app", "b", "run_id", registered)
+	if v := m.mustValue(t, "dify_up", "app", "c"); v != 1 {
+		t.Errorf("new app c: dify_up = %v, want 1", v)
 	}
 }
