@@ -35,12 +35,18 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	exporterBin = filepath.Join(dir, "dify_exporter")
-	build := exec.Command("go", "build", "-o", exporterBin, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the exporter:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
+	// With the race detector when the toolchain has it, so that the
+	// end-to-end tests also catch data races in the exporter itself (it
+	// then exits 66 and the cleanup's exit check reports it).
+	build := exec.Command("go", "build", "-race", "-o", exporterBin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		build = exec.Command("go", "build", "-o", exporterBin, ".")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "building the exporter: %v\n%s", err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -137,7 +143,7 @@ func startExporter(t *testing.T, env []string, args ...string) *exporter {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-exited:
-			if err != nil {
+			if err != nil || strings.Contains(e.log(), "DATA RACE") {
 				t.Errorf("exporter exited with %v after SIGTERM; log:\n%s", err, e.log())
 			}
 		case <-time.After(15 * time.Second):
@@ -1232,5 +1238,114 @@ func TestReloadKeepsRuns(t *testing.T) {
 	m.mustValue(t, "dify_workflow_run_tokens", "app", "b", "run_id", registered)
 	if v := m.mustValue(t, "dify_up", "app", "c"); v != 1 {
 		t.Errorf("new app c: dify_up = %v, want 1", v)
+	}
+}
+
+// TestConcurrentUse scrapes, reloads, registers and edits the IDs file all
+// at once; the exporter (built with -race where possible) must keep
+// answering and exit cleanly.
+func TestConcurrentUse(t *testing.T) {
+	srv := newDify(t)
+	srv.AddApp(secretKey, difytest.App{Name: "A", Mode: "workflow"})
+	var ids []string
+	for i := range 20 {
+		status := "succeeded"
+		if i%3 == 0 {
+			status = "running"
+		}
+		ids = append(ids, putRun(srv, secretKey, status, i))
+	}
+	dir := t.TempDir()
+	idsPath := filepath.Join(dir, "ids")
+	writeFile(t, idsPath, strings.Join(ids[:5], "\n"))
+	cfgPath := filepath.Join(dir, "c.yml")
+	writeFile(t, cfgPath, fmt.Sprintf("apps:\n  - name: a\n    url: %s\n    api_key_env: KEY_A\n    run_ids_file: ids\n    discovery: {workflow_logs: true}\n", srv.URL()))
+	e := startExporter(t, baseEnv("KEY_A="+secretKey), "--config.file="+cfgPath, "--web.enable-registration")
+
+	var wg sync.WaitGroup
+	errs := make(chan string, 100)
+	worker := func(name string, f func(i int) (int, int)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 15 {
+				if code, want := f(i); code != want {
+					errs <- fmt.Sprintf("%s %d: %d, want %d", name, i, code, want)
+				}
+			}
+		}()
+	}
+	hc := &http.Client{Timeout: 20 * time.Second}
+	req := func(method, path, body string) int {
+		r, _ := http.NewRequest(method, "http://"+e.addr+path, strings.NewReader(body))
+		resp, err := hc.Do(r)
+		if err != nil {
+			return -1
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for range 3 {
+		worker("scrape", func(int) (int, int) { return req("GET", "/metrics", ""), 200 })
+	}
+	worker("landing", func(int) (int, int) { return req("GET", "/", ""), 200 })
+	worker("reload", func(int) (int, int) { return req("POST", "/-/reload", ""), 200 })
+	worker("register", func(i int) (int, int) {
+		return req("POST", "/api/v1/runs", `{"app":"a","run_id":"`+ids[i]+`"}`), 202
+	})
+	worker("ids file", func(i int) (int, int) {
+		os.WriteFile(idsPath, []byte(strings.Join(ids[i:i+5], "\n")), 0o600)
+		os.Chtimes(idsPath, time.Now().Add(time.Duration(i)*time.Second), time.Now().Add(time.Duration(i)*time.Second))
+		return 0, 0
+	})
+	wg.Wait()
+	close(errs)
+	for s := range errs {
+		t.Error(s)
+	}
+	m := e.scrape()
+	if v := m.mustValue(t, "dify_up", "app", "a"); v != 1 {
+		t.Errorf("dify_up = %v", v)
+	}
+	if v := m.mustValue(t, "dify_exporter_tracked_runs", "app", "a", "source", "file"); v != 5 {
+		t.Errorf("tracked file runs = %v, want 5", v)
+	}
+}
+
+// TestShards: two replicas with --total-shards=2 split the same run IDs
+// between them, each run on exactly one.
+func TestShards(t *testing.T) {
+	srv := newDify(t)
+	srv.AddApp(secretKey, difytest.App{Name: "A", Mode: "workflow"})
+	var args []string
+	var ids []string
+	for i := range 40 { // a one-sided split of 40 is a 2^-39 chance
+		id := putRun(srv, secretKey, "succeeded", i)
+		ids = append(ids, id)
+		args = append(args, "--dify.run-id="+id)
+	}
+	args = append(args, "--dify.url="+srv.URL(), "--total-shards=2")
+	owner := map[string]int{}
+	for shard := range 2 {
+		e := startExporter(t, baseEnv("DIFY_API_KEY="+secretKey), append(args, fmt.Sprintf("--shard=%d", shard))...)
+		m := e.scrape()
+		n := m.mustValue(t, "dify_exporter_tracked_runs", "app", "default", "source", "static")
+		got := 0
+		for _, id := range ids {
+			if len(m.find("dify_workflow_run_tokens", "run_id", id)) == 1 {
+				got++
+				if prev, ok := owner[id]; ok {
+					t.Errorf("run %s on shards %d and %d", id, prev, shard)
+				}
+				owner[id] = shard
+			}
+		}
+		if float64(got) != n || got == 0 || got == len(ids) {
+			t.Errorf("shard %d exports %d runs, tracks %v, of %d", shard, got, n, len(ids))
+		}
+	}
+	if len(owner) != len(ids) {
+		t.Errorf("%d of %d runs exported by some shard", len(owner), len(ids))
 	}
 }
