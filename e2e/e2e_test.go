@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -107,7 +108,8 @@ func TestEndToEnd(t *testing.T) {
 		"--cluster.listen-address=",
 		"--log.level=debug",
 	)
-	e.waitReady("alertmanager", "http://"+amAddr+"/-/ready")
+	amURL := "http://" + amAddr
+	e.waitReady("alertmanager", amURL+"/-/ready")
 
 	// 5. Prometheus, with the repository's rules (waiting times shortened).
 	promDir := filepath.Join(dir, "prometheus")
@@ -116,7 +118,17 @@ func TestEndToEnd(t *testing.T) {
 	rulesFile := filepath.Join(promDir, "dify.rules.yml")
 	writeFile(t, rulesFile, string(rules.shortened))
 	promConfig := filepath.Join(promDir, "prometheus.yml")
-	writeFile(t, promConfig, fmt.Sprintf(`global:
+	// The rules are loaded only once the exporter has been scraped (config
+	// reload): Prometheus 2.x starts scraping up to 5 s after it starts, and
+	// until then absent(up{job="dify_exporter"}) is true, which with the
+	// shortened `for` would fire DifyExporterDown (and, through the inhibit
+	// rules, hold back the run alerts) although the exporter is up.
+	promYAML := func(withRules bool) string {
+		ruleFiles := ""
+		if withRules {
+			ruleFiles = fmt.Sprintf("rule_files:\n  - %q\n", rulesFile)
+		}
+		return fmt.Sprintf(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
@@ -124,24 +136,51 @@ scrape_configs:
   - job_name: %s
     static_configs:
       - targets: [%q]
-rule_files:
-  - %q
-alerting:
+%salerting:
   alertmanagers:
     - static_configs:
         - targets: [%q]
-`, jobName, exporterAddr, rulesFile, amAddr))
+`, jobName, exporterAddr, ruleFiles, amAddr)
+	}
+	writeFile(t, promConfig, promYAML(false))
 	promAddr := freeAddr(t)
 	e.start("prometheus", promBin,
 		"--config.file="+promConfig,
 		"--storage.tsdb.path="+filepath.Join(promDir, "data"),
 		"--web.listen-address="+promAddr,
 		"--web.enable-lifecycle",
+		// Resend firing alerts every 2 s, not every minute: an alert that
+		// fires while the config reload below re-discovers the Alertmanager
+		// would otherwise wait a minute for its second chance.
+		"--rules.alert.resend-delay=2s",
 		"--log.level=debug",
 	)
 	prom := &promAPI{e: e, base: "http://" + promAddr}
 	e.waitReady("prometheus", prom.base+"/-/ready")
-	t.Logf("exporter, Alertmanager and Prometheus up after %s", time.Since(start).Round(time.Millisecond))
+	e.poll("Prometheus has scraped the exporter", func() (bool, string) {
+		v, err := prom.instant(fmt.Sprintf(`up{job=%q} == 1`, jobName))
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(v) > 0, "up is not 1 yet"
+	})
+	writeFile(t, promConfig, promYAML(true))
+	e.poll("Prometheus has loaded the rules", func() (bool, string) {
+		resp, err := httpClient.Post(prom.base+"/-/reload", "", nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return false, "reload: " + resp.Status
+		}
+		n, err := prom.ruleCount()
+		if err != nil {
+			return false, err.Error()
+		}
+		return n == len(rules.exprs), fmt.Sprintf("%d rules loaded, want %d", n, len(rules.exprs))
+	})
+	t.Logf("exporter, Alertmanager and Prometheus (with rules) up after %s", time.Since(start).Round(time.Millisecond))
 
 	// Wait until Prometheus has scraped the runs that will finish while running,
 	// and the zero counters a few times, so that rate() sees their finish.
@@ -359,6 +398,23 @@ alerting:
 		})
 	})
 
+	// 6e. The repository's inhibit rules: DifyAPIUnreachable silences the run
+	// alerts of the same app (still firing in Prometheus: the exporter keeps
+	// serving the runs' last values).
+	t.Run("inhibition", func(t *testing.T) {
+		e.pollT(t, "Alertmanager shows DifyWorkflowRunStuck inhibited", func() (bool, string) {
+			state, inhibitedBy, err := alertState(amURL, "DifyWorkflowRunStuck")
+			if err != nil {
+				return false, err.Error()
+			}
+			return state == "suppressed" && len(inhibitedBy) > 0, fmt.Sprintf("state %q, inhibited by %v", state, inhibitedBy)
+		})
+	})
+
+	// The exporter was up all along: its own down alert must never have fired.
+	if slices.Contains(hook.names(), "DifyExporterDown") {
+		t.Errorf("DifyExporterDown was delivered although the exporter was up")
+	}
 	t.Logf("alerts delivered to the webhook: %s", strings.Join(hook.names(), ", "))
 	t.Logf("dashboard panels with data: %d/%d; total time %s",
 		e.stats.panelsWithData, e.stats.panels, time.Since(start).Round(100*time.Millisecond))
@@ -631,6 +687,31 @@ func (p *promAPI) value(q string) (float64, error) {
 	return strconv.ParseFloat(str, 64)
 }
 
+// ruleCount is the number of rules Prometheus has loaded.
+func (p *promAPI) ruleCount() (int, error) {
+	resp, err := httpClient.Get(p.base + "/api/v1/rules")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Status string `json:"status"`
+		Data   struct {
+			Groups []struct {
+				Rules []json.RawMessage `json:"rules"`
+			} `json:"groups"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, g := range r.Data.Groups {
+		n += len(g.Rules)
+	}
+	return n, nil
+}
+
 // panelData runs a panel query the way Grafana would (instant for tables, a
 // range over the last two minutes otherwise) and counts the series and the
 // finite samples.
@@ -737,6 +818,30 @@ func (h *webhook) names() []string {
 		}
 	}
 	return dedupe(n)
+}
+
+// alertState returns the Alertmanager state ("active", "suppressed") of an
+// alert and the fingerprints of the alerts inhibiting it.
+func alertState(amURL, alertname string) (string, []string, error) {
+	q := url.Values{"filter": {fmt.Sprintf("alertname=%q", alertname)}}
+	resp, err := httpClient.Get(amURL + "/api/v2/alerts?" + q.Encode())
+	if err != nil {
+		return "", nil, err
+	}
+	defer resp.Body.Close()
+	var alerts []struct {
+		Status struct {
+			State       string   `json:"state"`
+			InhibitedBy []string `json:"inhibitedBy"`
+		} `json:"status"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&alerts); err != nil {
+		return "", nil, err
+	}
+	if len(alerts) == 0 {
+		return "", nil, errors.New("no such alert in Alertmanager")
+	}
+	return alerts[0].Status.State, alerts[0].Status.InhibitedBy, nil
 }
 
 // --- configuration files ----------------------------------------------------
