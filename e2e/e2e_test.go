@@ -398,6 +398,32 @@ scrape_configs:
 		})
 	})
 
+	// The landing page shows the app down with its error; the API key is in
+	// no output of the exporter (landing page, metrics, log).
+	t.Run("landing page and key secrecy", func(t *testing.T) {
+		var page string
+		e.pollT(t, "the landing page shows the app down", func() (bool, string) {
+			page = getBody(t, exporterURL+"/")
+			return strings.Contains(page, `class="down"`), "no app marked down on the landing page"
+		})
+		if !strings.Contains(page, "<td>"+appName+"</td>") {
+			t.Errorf("the landing page does not list app %s:\n%s", appName, page)
+		}
+		if !strings.Contains(strings.ToLower(page), "unauthorized") && !strings.Contains(page, "401") {
+			t.Errorf("the landing page does not show why the app is down (want unauthorized or 401):\n%s", page)
+		}
+		metrics := getBody(t, exporterURL+"/metrics")
+		logText, err := os.ReadFile(filepath.Join(dir, "exporter.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for where, text := range map[string]string{"landing page": page, "/metrics": metrics, "exporter log": string(logText)} {
+			if strings.Contains(text, apiKey) || strings.Contains(text, strings.TrimPrefix(apiKey, "app-")) {
+				t.Errorf("the API key appears in the %s", where)
+			}
+		}
+	})
+
 	// 6e. The repository's inhibit rules: DifyAPIUnreachable silences the run
 	// alerts of the same app (still firing in Prometheus: the exporter keeps
 	// serving the runs' last values).
@@ -1102,6 +1128,24 @@ func TestMetricNames(t *testing.T) {
 			t.Errorf("metricNames(%q) = %q, want %q", expr, got, want)
 		}
 	}
+}
+
+// getBody GETs a URL and returns its body, failing the test on errors.
+func getBody(t *testing.T, u string) string {
+	t.Helper()
+	resp, err := httpClient.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", u, resp.Status)
+	}
+	return string(b)
 }
 
 // --- helpers ------------------------------------------------------------------
