@@ -140,6 +140,9 @@ func httpClient(a config.App) (*http.Client, error) {
 	return c, nil
 }
 
+// missingFile marks an IDs file found missing, so that it is logged once.
+var missingFile = time.Unix(1, 0)
+
 // syncFiles re-reads the run-ID files that changed since last read.
 func (s *appState) syncFiles() {
 	s.mu.Lock()
@@ -151,9 +154,9 @@ func (s *appState) syncFilesLocked() {
 	for _, f := range s.files {
 		fi, err := os.Stat(f.path)
 		if err != nil {
-			if f.loaded || f.modTime.IsZero() {
+			if !f.modTime.Equal(missingFile) {
 				level.Error(s.logger).Log("msg", "Cannot read run IDs file; keeping its last IDs", "app", f.app, "err", err)
-				f.modTime = time.Unix(1, 0) // log once until it changes
+				f.modTime = missingFile // log once, until the file is back
 			}
 			continue
 		}

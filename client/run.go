@@ -2,6 +2,7 @@ package client
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -122,9 +123,23 @@ func ParseRunID(s string) (string, error) {
 	return strings.ToLower(s), nil
 }
 
-// quoteID quotes a refused ID for an error message, shortened and with
-// invalid UTF-8 escaped.
+// keyLike matches text shaped like a Dify API key.
+var keyLike = regexp.MustCompile(`app-[A-Za-z0-9]{12,}`)
+
+// RedactKeys hides anything shaped like a Dify API key in text that
+// came from outside (a refused ID, an unknown app name), so that a key
+// pasted in the wrong place is not echoed into logs or answers.
+func RedactKeys(s string) string {
+	return keyLike.ReplaceAllString(s, "app-<redacted>")
+}
+
+// quoteID quotes a refused ID for an error message, shortened, with
+// invalid UTF-8 escaped and key-shaped text redacted.
 func quoteID(s string) string {
+	return RedactKeys(quoteShort(s))
+}
+
+func quoteShort(s string) string {
 	if n := len(s); n > maxRunIDLen {
 		s = s[:maxRunIDLen]
 		for !utf8.ValidString(s) && len(s) > 0 {

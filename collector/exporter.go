@@ -103,7 +103,7 @@ func (e *Exporter) Apps() []*App {
 func (e *Exporter) Register(app, runID string) error {
 	a := e.App(app)
 	if a == nil {
-		return fmt.Errorf("unknown app %q", clip(app))
+		return fmt.Errorf("unknown app %q", client.RedactKeys(clip(app)))
 	}
 	return a.Register(runID)
 }

@@ -11,6 +11,8 @@ import (
 
 	promconfig "github.com/prometheus/common/config"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/dify-exporter/dify_exporter/client"
 )
 
 // posError is an error found while decoding a node, with its position.
@@ -479,10 +481,6 @@ func shorten(s string) string {
 	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s), n)
 }
 
-// keyInText finds what could be a Dify API key anywhere in a message.
-var keyInText = regexp.MustCompile(`app-[A-Za-z0-9]{12,}`)
-
-// redact removes anything that looks like an API key from a message.
 func redact(s string) string {
-	return keyInText.ReplaceAllString(s, "app-<redacted>")
+	return client.RedactKeys(s)
 }
