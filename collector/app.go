@@ -218,10 +218,11 @@ func (a *App) refresh(ctx context.Context) {
 			a.mu.Unlock()
 		}
 	}
-	if st.refused == nil && !st.unreachable {
-		a.fetchRuns(ctx, cancel, gen, toFetch, st)
-		a.resolveVersions()
+	if st.refused != nil || st.unreachable {
+		cancel(errAbandoned) // the runs are marked stale, not fetched
 	}
+	a.fetchRuns(ctx, cancel, gen, toFetch, st)
+	a.resolveVersions()
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -268,7 +269,7 @@ func (a *App) runsToFetch(gen uint64) []string {
 }
 
 // fetchRuns fetches run details with bounded concurrency. A refused key
-// cancels the rest: every other call would be refused too.
+// or an unreachable API cancels the rest: every other call would fail too.
 func (a *App) fetchRuns(ctx context.Context, cancel context.CancelCauseFunc, gen uint64, ids []string, st *refreshState) {
 	var g errgroup.Group
 	g.SetLimit(a.cfg.Concurrency)

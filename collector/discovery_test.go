@@ -249,3 +249,23 @@ func TestShardsSplitWithoutOverlapOrGap(t *testing.T) {
 		}
 	}
 }
+
+func TestRefusedLogsMarkRunningRunsStale(t *testing.T) {
+	f := newFixture(t, withDiscovery(100))
+	running := difytest.NewRunID()
+	f.srv.PutRun(testKey, difytest.Run{ID: running, WorkflowID: wfID, Status: "running", TotalTokens: 5, CreatedAt: f.now().Add(-time.Hour / 2)})
+	putLoggedRuns(f.srv, f.now(), 3, "succeeded")
+	f.refresh(t)
+	f.srv.RevokeKey(testKey)
+	f.srv.ResetRequests()
+	f.refresh(t)
+	if got := f.srv.Requests(difytest.EndpointRun); got != 0 {
+		t.Errorf("run requests after the logs refused the key = %d, want 0", got)
+	}
+	if got := value(t, f.reg, "dify_exporter_runs_stale", nil); got != 1 {
+		t.Errorf("stale = %v, want 1 (the running run; finished ones are not stale)", got)
+	}
+	if got := testutil.ToFloat64(f.exp.counters.runErrors.WithLabelValues("translator", "timeout")); got != 0 {
+		t.Errorf("timeouts = %v, want 0: the refresh was abandoned, not late", got)
+	}
+}
