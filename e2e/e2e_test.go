@@ -179,7 +179,7 @@ scrape_configs:
 		if err != nil {
 			return false, err.Error()
 		}
-		return n == len(rules.exprs), fmt.Sprintf("%d rules loaded, want %d", n, len(rules.exprs))
+		return n == rules.count, fmt.Sprintf("%d rules loaded, want %d", n, rules.count)
 	})
 	t.Logf("exporter, Alertmanager and Prometheus (with rules) up after %s", time.Since(start).Round(time.Millisecond))
 
@@ -923,6 +923,7 @@ type ruleSet struct {
 	recorded  map[string]bool   // recording rule names
 	exprs     map[string]string // rule name -> expression
 	severity  map[string]string // alert -> severity label
+	count     int               // rules in the file
 }
 
 // loadRules parses the rule file and shortens every alert's `for`.
@@ -959,6 +960,7 @@ func loadRules(t *testing.T, path string) ruleSet {
 			if !ok {
 				t.Fatalf("%s: a rule is not a mapping", path)
 			}
+			rs.count++
 			expr, _ := rm["expr"].(string)
 			if rec, ok := rm["record"].(string); ok {
 				rs.recorded[rec] = true
