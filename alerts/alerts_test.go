@@ -290,7 +290,7 @@ func TestAlertmanagerConfigShape(t *testing.T) {
 	found := false
 	for _, ir := range cfg.InhibitRules {
 		if strings.Join(ir.SourceMatchers, ",") == `alertname="DifyAPIUnreachable"` &&
-			strings.Join(ir.TargetMatchers, ",") == `alertname=~"DifyWorkflow.*"` &&
+			strings.Join(ir.TargetMatchers, ",") == `alertname=~"DifyWorkflow.*|DifyExporter(RunErrors|ScrapeTimeouts)"` &&
 			strings.Join(ir.Equal, ",") == "app" {
 			found = true
 		}
