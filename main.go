@@ -180,7 +180,7 @@ func run(args []string, stderr *os.File, ready chan<- string) int {
 		level.Warn(logger).Log("msg", "--config.file is given: the single-app --dify.* flags are ignored")
 	}
 
-	exp := collector.New(nil)
+	exp := collector.New(nil, collector.WithLogger(logger))
 	state := newAppState(exp, loader, logger)
 	if err := state.apply(cfg); err != nil {
 		return fail("Invalid configuration", err)

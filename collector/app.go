@@ -3,10 +3,11 @@ package collector
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/dify-exporter/dify_exporter/client"
@@ -59,6 +60,7 @@ const (
 type App struct {
 	cfg      AppConfig
 	counters *counters
+	logger   log.Logger
 	now      func() time.Time
 	started  time.Time
 
@@ -76,7 +78,7 @@ type App struct {
 	stale     int
 }
 
-func newApp(cfg AppConfig, c *counters, now func() time.Time) *App {
+func newApp(cfg AppConfig, c *counters, now func() time.Time, logger log.Logger) *App {
 	if cfg.MaxRuns <= 0 {
 		cfg.MaxRuns = 1000
 	}
@@ -87,7 +89,7 @@ func newApp(cfg AppConfig, c *counters, now func() time.Time) *App {
 		cfg.Concurrency = 8
 	}
 	a := &App{
-		cfg: cfg, counters: c, now: now, started: now(),
+		cfg: cfg, counters: c, now: now, started: now(), logger: logger,
 		store:    newStore(cfg.MaxRuns, shardFilter{uint32(cfg.Shard), uint32(max(cfg.TotalShards, 1))}),
 		versions: make(map[string]string),
 		names:    make(map[string]string),
@@ -228,6 +230,7 @@ func (a *App) refresh(ctx context.Context) {
 	defer a.mu.Unlock()
 	a.store.expire(a.now(), a.cfg.Retention)
 	a.up = st.answered && st.refused == nil
+	prevErr := a.lastErr
 	switch {
 	case st.refused != nil:
 		a.lastErr = st.refused.Error()
@@ -235,6 +238,15 @@ func (a *App) refresh(ctx context.Context) {
 		a.lastErr = st.lastErr.Error()
 	default:
 		a.lastErr = ""
+	}
+	// Log when a failure starts, changes or ends, not on every scrape.
+	switch {
+	case a.lastErr != "" && a.lastErr != prevErr:
+		level.Warn(a.logger).Log("msg", "Refresh failed; serving last good values", "up", a.up, "err", a.lastErr)
+	case a.lastErr == "" && prevErr != "":
+		level.Info(a.logger).Log("msg", "Refresh recovered")
+	case a.lastErr != "":
+		level.Debug(a.logger).Log("msg", "Refresh still failing", "err", a.lastErr)
 	}
 	a.stale = 0
 	for _, r := range a.store.runs {
@@ -475,14 +487,4 @@ func (a *App) countError(err error) {
 		return
 	}
 	a.counters.runErrors.WithLabelValues(a.cfg.Name, client.KindOf(err).String()).Inc()
-}
-
-// errorText is the app's last error for logs and the landing page.
-func (a *App) errorText() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.lastErr == "" {
-		return ""
-	}
-	return fmt.Sprintf("app %s: %s", a.cfg.Name, a.lastErr)
 }

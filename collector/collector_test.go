@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -517,4 +518,50 @@ func TestConcurrentScrapesReloadsAndRegistrations(t *testing.T) {
 	if st := f.exp.App("translator").Status(); st.Tracked > 200+5 {
 		t.Errorf("tracked %d runs, more than the cap 200 plus 5 listed", st.Tracked)
 	}
+}
+
+func TestFailuresAreLoggedWhenTheyStartAndEnd(t *testing.T) {
+	var buf syncBuffer
+	id := runID(1)
+	f := newFixture(t, withRuns(id))
+	cfg := f.exp.App("translator").cfg
+	f.exp = New([]AppConfig{cfg}, WithClock(f.now), WithLogger(log.NewLogfmtLogger(&buf)))
+	r := finishedRun(id, "running")
+	f.srv.PutRun(testKey, r)
+	f.refresh(t)
+	f.srv.RevokeKey(testKey)
+	f.refresh(t)
+	f.refresh(t)
+	f.srv.AddApp(testKey, difytest.App{Name: "Translator", Mode: "workflow"})
+	f.refresh(t)
+	out := buf.String()
+	if n := strings.Count(out, "Refresh failed"); n != 1 {
+		t.Errorf("%d 'Refresh failed' lines, want 1 (logged when it starts, not every scrape):\n%s", n, out)
+	}
+	if !strings.Contains(out, "app=translator") || !strings.Contains(out, "Access token is invalid") {
+		t.Errorf("the failure line should name the app and Dify's message:\n%s", out)
+	}
+	if !strings.Contains(out, "Refresh recovered") {
+		t.Errorf("no recovery line:\n%s", out)
+	}
+	if strings.Contains(out, testKey) {
+		t.Errorf("the key is in the log:\n%s", out)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

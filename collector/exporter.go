@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
@@ -21,6 +22,7 @@ import (
 type Exporter struct {
 	counters *counters
 	now      func() time.Time
+	logger   log.Logger
 	flight   singleflight.Group
 
 	mu   sync.RWMutex
@@ -30,12 +32,15 @@ type Exporter struct {
 // Option configures an Exporter.
 type Option func(*Exporter)
 
+// WithLogger logs each app's failures when they start and end.
+func WithLogger(l log.Logger) Option { return func(e *Exporter) { e.logger = l } }
+
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) Option { return func(e *Exporter) { e.now = now } }
 
 // New returns an Exporter for apps.
 func New(apps []AppConfig, opts ...Option) *Exporter {
-	e := &Exporter{counters: newCounters(), now: time.Now}
+	e := &Exporter{counters: newCounters(), now: time.Now, logger: log.NewNopLogger()}
 	for _, o := range opts {
 		o(e)
 	}
@@ -62,7 +67,7 @@ func (e *Exporter) SetApps(cfgs []AppConfig) {
 			delete(old, c.Name)
 			continue
 		}
-		apps = append(apps, newApp(c, e.counters, e.now))
+		apps = append(apps, newApp(c, e.counters, e.now, log.With(e.logger, "app", c.Name)))
 	}
 	for name := range old {
 		if !slices.ContainsFunc(apps, func(a *App) bool { return a.cfg.Name == name }) {
