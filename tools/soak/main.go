@@ -67,6 +67,15 @@ func main() {
 		log.Fatal(err)
 	}
 	defer cmd.Process.Kill()
+	for ready := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get("http://" + addr + "/-/ready"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(ready) {
+			log.Fatal("the exporter did not start")
+		}
+	}
 
 	fmt.Printf("soak: %v, %d runs started every %v (%.0f/s), --runs.max=%d, --runs.retention=%v, scraping every 1s\n",
 		*duration, *runsPerStep, *step, float64(*runsPerStep)/step.Seconds(), *maxRuns, *retention)
