@@ -180,15 +180,7 @@ func (s *Server) streamBody(w http.ResponseWriter, r *http.Request, f Fault) {
 // writeTruncated sends the headers (announcing the full length) and the
 // first half of the body, then drops the connection.
 func writeTruncated(w http.ResponseWriter, resp response) {
-	h := w.Header()
-	for k, v := range resp.header {
-		h.Set(k, v)
-	}
-	if resp.ctype != "" {
-		h.Set("Content-Type", resp.ctype)
-	}
-	h.Set("Content-Length", strconv.Itoa(len(resp.body)))
-	w.WriteHeader(resp.status)
+	writeHeader(w, resp)
 	_, _ = w.Write(resp.body[:len(resp.body)/2])
 	if fl, ok := w.(http.Flusher); ok {
 		fl.Flush()

@@ -200,6 +200,12 @@ func (s *Server) restyle(resp response) response {
 }
 
 func writeResp(w http.ResponseWriter, resp response) {
+	writeHeader(w, resp)
+	_, _ = w.Write(resp.body)
+}
+
+// writeHeader sends resp's headers and status, announcing its full length.
+func writeHeader(w http.ResponseWriter, resp response) {
 	h := w.Header()
 	for k, v := range resp.header {
 		h.Set(k, v)
@@ -209,7 +215,6 @@ func writeResp(w http.ResponseWriter, resp response) {
 	}
 	h.Set("Content-Length", strconv.Itoa(len(resp.body)))
 	w.WriteHeader(resp.status)
-	_, _ = w.Write(resp.body)
 }
 
 func (s *Server) recordLast(ep Endpoint, r *http.Request) {
