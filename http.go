@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"html/template"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -19,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/version"
-	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/dify-exporter/dify_exporter/collector"
 )
@@ -187,22 +184,4 @@ func (p landingPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Registration bool
 		Apps         []collector.Status
 	}{version.Version, p.telemetry, p.registration, apps})
-}
-
-// listenAndServe serves with exporter-toolkit (TLS, basic auth) and tells
-// ready the address once listening.
-func listenAndServe(srv *http.Server, fc *web.FlagConfig, logger *slog.Logger, ready chan<- string) error {
-	if ready == nil {
-		return web.ListenAndServe(srv, fc, logger)
-	}
-	addrs := *fc.WebListenAddresses
-	if len(addrs) != 1 {
-		return errors.New("tests must listen on exactly one address")
-	}
-	l, err := net.Listen("tcp", addrs[0])
-	if err != nil {
-		return err
-	}
-	ready <- l.Addr().String()
-	return web.Serve(l, srv, fc, logger)
 }

@@ -29,7 +29,7 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stderr, nil))
+	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
 func init() {
@@ -141,9 +141,8 @@ func renameSlogTime(next log.Logger) log.Logger {
 	})
 }
 
-// run is main without os.Exit, so tests can drive it. ready, if not nil,
-// receives the server's address once it listens.
-func run(args []string, stderr *os.File, ready chan<- string) int {
+// run is main returning its exit code, so that deferred clean-ups run.
+func run(args []string, stderr *os.File) int {
 	f, err := parseFlags(args)
 	if err != nil {
 		fmt.Fprintln(stderr, "dify_exporter:", err)
@@ -198,7 +197,7 @@ func run(args []string, stderr *os.File, ready chan<- string) int {
 	level.Info(logger).Log("msg", "Starting dify_exporter", "version", version.Info(), "apps", len(cfg.Apps))
 	errc := make(chan error, 1)
 	go func() {
-		errc <- listenAndServe(srv, f.web, slogger, ready)
+		errc <- web.ListenAndServe(srv, f.web, slogger)
 	}()
 
 	sig := make(chan os.Signal, 1)
