@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/dify-exporter/dify_exporter/client/difytest"
 )
@@ -1347,5 +1350,36 @@ func TestShards(t *testing.T) {
 	}
 	if len(owner) != len(ids) {
 		t.Errorf("%d of %d runs exported by some shard", len(owner), len(ids))
+	}
+}
+
+// TestBasicAuth checks that --web.config.file (exporter-toolkit) guards
+// every endpoint, registration included.
+func TestBasicAuth(t *testing.T) {
+	srv := newDify(t)
+	srv.AddApp(secretKey, difytest.App{Name: "A", Mode: "workflow"})
+	id := putRun(srv, secretKey, "succeeded", 1)
+	dir := t.TempDir()
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webCfg := filepath.Join(dir, "web.yml")
+	writeFile(t, webCfg, fmt.Sprintf("basic_auth_users:\n  prometheus: %s\n", hash))
+	e := startExporter(t, baseEnv("DIFY_API_KEY="+secretKey), "--dify.url="+srv.URL(), "--dify.run-id="+id,
+		"--web.config.file="+webCfg, "--web.enable-registration")
+	for _, path := range []string{"/metrics", "/", "/-/reload", "/api/v1/runs"} {
+		if code, _ := e.do(http.MethodPost, path, nil, nil); code != http.StatusUnauthorized {
+			t.Errorf("POST %s without credentials: %d, want 401", path, code)
+		}
+	}
+	auth := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("prometheus:s3cret"))}}
+	code, body := e.do(http.MethodGet, "/metrics", auth, nil)
+	if code != http.StatusOK || !strings.Contains(body, `dify_up{app="default"} 1`) {
+		t.Errorf("GET /metrics with credentials: %d, want 200 with dify_up 1", code)
+	}
+	wrong := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("prometheus:nope"))}}
+	if code, _ := e.do(http.MethodGet, "/metrics", wrong, nil); code != http.StatusUnauthorized {
+		t.Errorf("GET /metrics with a wrong password: %d, want 401", code)
 	}
 }
