@@ -269,3 +269,34 @@ func TestRefusedLogsMarkRunningRunsStale(t *testing.T) {
 		t.Errorf("timeouts = %v, want 0: the refresh was abandoned, not late", got)
 	}
 }
+
+// A chatflow's runs are in no log an app key can read: discovery finds
+// nothing (and says the app is up), registration brings them in.
+func TestChatflowDiscoveryIsEmptyRegistrationWorks(t *testing.T) {
+	f := newFixture(t, nil)
+	chatKey := "app-chatflow-key"
+	f.srv.AddApp(chatKey, difytest.App{Name: "Support bot", Mode: "advanced-chat"})
+	id := difytest.NewRunID()
+	r := finishedRun(id, "succeeded")
+	f.srv.PutRun(chatKey, r)
+	cfg := f.appConfig(t, "support-bot", chatKey)
+	cfg.Discovery, cfg.Lookback = true, 24*time.Hour
+	f.exp.SetApps([]AppConfig{cfg})
+	f.refresh(t)
+	if got := value(t, f.reg, "dify_up", map[string]string{"app": "support-bot"}); got != 1 {
+		t.Errorf("dify_up = %v, want 1: an empty log is an answer", got)
+	}
+	if got := value(t, f.reg, "dify_exporter_tracked_runs", map[string]string{"source": "discovered"}); got != 0 {
+		t.Errorf("discovered = %v, want 0 for a chatflow", got)
+	}
+	if err := f.exp.Register("support-bot", id); err != nil {
+		t.Fatal(err)
+	}
+	f.refresh(t)
+	if got := value(t, f.reg, "dify_workflow_run_status", map[string]string{"run_id": id, "status": "succeeded"}); got != 1 {
+		t.Errorf("registered chatflow run status succeeded = %v, want 1", got)
+	}
+	if got := value(t, f.reg, "dify_app_info", map[string]string{"app": "support-bot"}); got != 1 {
+		t.Errorf("app info missing")
+	}
+}
