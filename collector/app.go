@@ -62,20 +62,22 @@ type App struct {
 	counters *counters
 	logger   log.Logger
 	now      func() time.Time
-	started  time.Time
 
 	mu        sync.Mutex
 	store     *store
 	versions  map[string]string // workflow version → workflow_id, learnt from detail calls
 	names     map[string]string // interned workflow IDs and versions
 	watermark time.Time         // newest log created_at seen
-	gen       uint64            // refresh generation
-	info      client.AppInfo
-	infoAt    time.Time
-	up        bool
-	lastErr   string
-	lastDur   time.Duration
-	stale     int
+	// discoveredOnce is set after the first complete read of the logs:
+	// runs logged later are new to the exporter.
+	discoveredOnce bool
+	gen            uint64 // refresh generation
+	info           client.AppInfo
+	infoAt         time.Time
+	up             bool
+	lastErr        string
+	lastDur        time.Duration
+	stale          int
 }
 
 func newApp(cfg AppConfig, c *counters, now func() time.Time, logger log.Logger) *App {
@@ -89,7 +91,7 @@ func newApp(cfg AppConfig, c *counters, now func() time.Time, logger log.Logger)
 		cfg.Concurrency = 8
 	}
 	a := &App{
-		cfg: cfg, counters: c, now: now, started: now(), logger: logger,
+		cfg: cfg, counters: c, now: now, logger: logger,
 		store:    newStore(cfg.MaxRuns, shardFilter{uint32(cfg.Shard), uint32(max(cfg.TotalShards, 1))}),
 		versions: make(map[string]string),
 		names:    make(map[string]string),
@@ -369,7 +371,7 @@ func (a *App) resolveVersions() {
 
 // update moves a tracked run to new values and counts its finish.
 func (a *App) update(id string, r *trackedRun, run client.Run, gen uint64) {
-	prev, wasKnown := r.run.Status, r.known
+	prev := r.run.Status
 	run.ID = id
 	if run.WorkflowID != "" {
 		run.WorkflowID = a.intern(run.WorkflowID)
@@ -378,7 +380,7 @@ func (a *App) update(id string, r *trackedRun, run client.Run, gen uint64) {
 	r.known = run.WorkflowID != "" || r.known
 	r.stale = false
 	r.freshAt = gen
-	if !run.Status.Known() && (!wasKnown || prev != run.Status) {
+	if !run.Status.Known() && prev != run.Status {
 		a.counters.runErrors.WithLabelValues(a.cfg.Name, "unknown_status").Inc()
 	}
 	if !run.Status.Terminal() {
@@ -389,8 +391,9 @@ func (a *App) update(id string, r *trackedRun, run client.Run, gen uint64) {
 		return // already seen terminal (and counted if it was to be)
 	}
 	a.store.markTerminal(id, r, a.now())
-	// Count only finishes that happen while the exporter watches.
-	if r.countable || (!run.FinishedAt.IsZero() && run.FinishedAt.After(a.started)) {
+	// Count only finishes that happen while the exporter watches, judged
+	// by what it saw, not by Dify's clock (which may be off by hours).
+	if r.countable {
 		a.counters.runsFinished.WithLabelValues(a.cfg.Name, string(run.Status)).Inc()
 		a.counters.tokens.WithLabelValues(a.cfg.Name).Add(float64(run.TotalTokens))
 		a.counters.duration.WithLabelValues(a.cfg.Name).Observe(run.Elapsed.Seconds())
@@ -420,6 +423,7 @@ func (a *App) discover(ctx context.Context, gen uint64, st *refreshState) {
 		after = a.now().Add(-a.cfg.Lookback)
 	}
 	newest := a.watermark
+	firstPass := !a.discoveredOnce
 	a.mu.Unlock()
 
 	// Bound the pages of one refresh: past the cap, older runs would only
@@ -446,7 +450,7 @@ func (a *App) discover(ctx context.Context, gen uint64, st *refreshState) {
 		if e.LoggedAt.After(newest) {
 			newest = e.LoggedAt
 		}
-		a.discovered(e, gen)
+		a.discovered(e, gen, firstPass)
 	}
 	// Past the page bound the window counts as read: what is older would
 	// not fit under the cap anyway.
@@ -455,18 +459,32 @@ func (a *App) discover(ctx context.Context, gen uint64, st *refreshState) {
 		if newest.After(a.watermark) {
 			a.watermark = newest
 		}
+		a.discoveredOnce = true
+		a.store.forget(a.watermark.Add(-logsOverlap).UnixNano())
 		a.mu.Unlock()
 	}
 }
 
 // discovered takes in one log entry: the log carries the run's current
 // values, all but the workflow ID, which the version map supplies.
-func (a *App) discovered(e client.LogEntry, gen uint64) {
+func (a *App) discovered(e client.LogEntry, gen uint64, firstPass bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if _, ok := a.store.forgotten[e.Run.ID]; ok {
+		return // expired or evicted: not again
+	}
+	_, tracked := a.store.runs[e.Run.ID]
 	r, err := a.store.add(e.Run.ID, SourceDiscovered)
 	if err != nil || r == nil || r.gone {
 		return
+	}
+	if !tracked {
+		// Logged after the exporter's first look at the logs: whatever
+		// its status, it ran while the exporter watched.
+		r.countable = r.countable || !firstPass
+		if !e.LoggedAt.IsZero() {
+			r.loggedAt = e.LoggedAt.UnixNano()
+		}
 	}
 	if r.version == "" && e.Version != "" {
 		r.version = a.intern(e.Version)

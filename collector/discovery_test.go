@@ -300,3 +300,70 @@ func TestChatflowDiscoveryIsEmptyRegistrationWorks(t *testing.T) {
 		t.Errorf("app info missing")
 	}
 }
+
+// Expired and evicted runs stay in the logs' overlap window on a quiet
+// app; they must not come back, nor be counted again.
+func TestExpiredRunsAreNotRediscovered(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		max  int
+	}{{"retention", 1000}, {"cap", 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, withDiscovery(tc.max))
+			f.refresh(t) // the first look at the logs: empty
+			var ids []string
+			for i := range 3 {
+				id := difytest.NewRunID()
+				ids = append(ids, id)
+				f.srv.PutRun(testKey, difytest.Run{ID: id, WorkflowID: wfID, Status: "succeeded", TotalTokens: 10,
+					CreatedAt: f.now().Add(time.Duration(i) * time.Second), FinishedAt: f.now().Add(time.Minute), ElapsedTime: 2})
+			}
+			for range 4 {
+				f.refresh(t)
+				f.advance(61 * time.Minute) // past retention
+			}
+			f.refresh(t)
+			// Runs finished after the first look: counted once each; the cap
+			// of 2 evicts one of them, which is still counted only once.
+			if got := value(t, f.reg, "dify_workflow_runs_finished_total", map[string]string{"status": "succeeded"}); got != 3 {
+				t.Errorf("finished_total = %v, want 3", got)
+			}
+			if got := value(t, f.reg, "dify_workflow_tokens_total", nil); got != 30 {
+				t.Errorf("tokens_total = %v, want 30", got)
+			}
+			if n := testutil.CollectAndCount(f.exp, "dify_workflow_run_tokens"); n != 0 {
+				t.Errorf("run series = %d after retention, want 0", n)
+			}
+		})
+	}
+}
+
+// Dify's clock may be hours off (its timestamps assume a UTC server):
+// runs that finished before the exporter started are never counted,
+// whatever their finished_at says.
+func TestCountingIgnoresDifyClock(t *testing.T) {
+	f := newFixture(t, withDiscovery(1000))
+	for range 20 {
+		f.srv.PutRun(testKey, difytest.Run{ID: difytest.NewRunID(), WorkflowID: wfID, Status: "failed",
+			CreatedAt: f.now().Add(-30 * time.Minute), FinishedAt: f.now().Add(5 * time.Hour), TotalTokens: 100})
+	}
+	f.refresh(t)
+	f.refresh(t)
+	if got := value(t, f.reg, "dify_workflow_runs_finished_total", map[string]string{"status": "failed"}); got != 0 {
+		t.Errorf("finished_total = %v, want 0 for runs logged before start", got)
+	}
+	if n := testutil.CollectAndCount(f.exp, "dify_workflow_run_tokens"); n != 20 {
+		t.Errorf("run series = %d, want 20 (exposed, just not counted)", n)
+	}
+}
+
+func TestUnknownStatusOfDiscoveredRunCountedOnce(t *testing.T) {
+	f := newFixture(t, withDiscovery(1000))
+	f.srv.PutRun(testKey, difytest.Run{ID: difytest.NewRunID(), WorkflowID: wfID, Status: "queued", CreatedAt: f.now().Add(-time.Minute)})
+	for range 3 {
+		f.refresh(t)
+	}
+	if got := value(t, f.reg, "dify_exporter_run_errors_total", map[string]string{"reason": "unknown_status"}); got != 1 {
+		t.Errorf("unknown_status = %v, want 1", got)
+	}
+}

@@ -51,6 +51,8 @@ type trackedRun struct {
 	// terminalSince is the exporter's clock when it first saw the run
 	// terminal; retention counts from it.
 	terminalSince time.Time
+	// loggedAt is the run's log row time (Unix ns), 0 if not discovered.
+	loggedAt int64
 	// version is the workflow version the logs gave, which maps to the
 	// workflow ID the logs lack.
 	version string
@@ -83,10 +85,14 @@ type store struct {
 	nCapped int
 	max     int
 	shard   shardFilter
+	// forgotten holds discovered runs that expired or were evicted, with
+	// their log time, while the logs may still return them: discovery
+	// must not bring them back (and count them again).
+	forgotten map[string]int64
 }
 
 func newStore(max int, shard shardFilter) *store {
-	return &store{runs: make(map[string]*trackedRun), max: max, shard: shard}
+	return &store{runs: make(map[string]*trackedRun), max: max, shard: shard, forgotten: make(map[string]int64)}
 }
 
 // cappedOnly reports whether the run counts against the cap.
@@ -139,6 +145,9 @@ func (s *store) removeSource(id string, src Source) {
 	if cappedOnly(r.sources) && !r.terminalSince.IsZero() {
 		s.finished = append(s.finished, id)
 	}
+	// A run that falls under the cap may push it over.
+	for s.nCapped > s.max && s.evictOldestTerminal() {
+	}
 }
 
 func (s *store) recount(wasCapped bool, now Source) {
@@ -158,7 +167,20 @@ func (s *store) delete(id string) {
 	if cappedOnly(r.sources) {
 		s.nCapped--
 	}
+	if r.loggedAt != 0 {
+		s.forgotten[id] = r.loggedAt
+	}
 	delete(s.runs, id)
+}
+
+// forgets drops the forgotten runs logged before since: the logs will not
+// return them again.
+func (s *store) forget(since int64) {
+	for id, at := range s.forgotten {
+		if at < since {
+			delete(s.forgotten, id)
+		}
+	}
 }
 
 // markTerminal records when a run was first seen terminal.
@@ -215,23 +237,26 @@ func (s *store) evictOldestUnfinished() {
 	}
 }
 
-// expire removes capped runs terminal for longer than retention.
+// expire removes capped runs terminal for longer than retention. The
+// queue is mostly in terminal order, but a run re-queued by removeSource
+// is not, so all of it is checked.
 func (s *store) expire(now time.Time, retention time.Duration) {
-	cut := 0
+	kept := s.finished[:0]
+	queued := make(map[string]bool, len(s.finished))
 	for _, id := range s.finished {
 		r, ok := s.runs[id]
-		if !ok || !cappedOnly(r.sources) || r.terminalSince.IsZero() {
-			cut++
+		if !ok || !cappedOnly(r.sources) || r.terminalSince.IsZero() || queued[id] {
 			continue
 		}
-		if now.Sub(r.terminalSince) < retention {
-			break
+		if now.Sub(r.terminalSince) >= retention {
+			s.delete(id)
+			continue
 		}
-		s.delete(id)
-		cut++
+		queued[id] = true
+		kept = append(kept, id)
 	}
-	clear(s.finished[:cut])
-	s.finished = s.finished[cut:]
+	clear(s.finished[len(kept):])
+	s.finished = kept
 	s.compactQueue()
 }
 
