@@ -58,12 +58,13 @@ const (
 
 // App tracks the runs of one Dify app.
 type App struct {
-	cfg      AppConfig
+	name     string // the app label, fixed for the App's life
 	counters *counters
 	logger   log.Logger
 	now      func() time.Time
 
 	mu        sync.Mutex
+	cfg       AppConfig // replaced by reloads; a refresh works on a copy
 	store     *store
 	versions  map[string]string // workflow version → workflow_id, learnt from detail calls
 	names     map[string]string // interned workflow IDs and versions
@@ -80,7 +81,8 @@ type App struct {
 	stale          int
 }
 
-func newApp(cfg AppConfig, c *counters, now func() time.Time, logger log.Logger) *App {
+// withDefaults fills in what a config left zero.
+func withDefaults(cfg AppConfig) AppConfig {
 	if cfg.MaxRuns <= 0 {
 		cfg.MaxRuns = 1000
 	}
@@ -90,9 +92,18 @@ func newApp(cfg AppConfig, c *counters, now func() time.Time, logger log.Logger)
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 8
 	}
+	return cfg
+}
+
+func newShardFilter(cfg AppConfig) shardFilter {
+	return shardFilter{uint32(cfg.Shard), uint32(max(cfg.TotalShards, 1))}
+}
+
+func newApp(cfg AppConfig, c *counters, now func() time.Time, logger log.Logger) *App {
+	cfg = withDefaults(cfg)
 	a := &App{
-		cfg: cfg, counters: c, now: now, logger: logger,
-		store:    newStore(cfg.MaxRuns, shardFilter{uint32(cfg.Shard), uint32(max(cfg.TotalShards, 1))}),
+		name: cfg.Name, cfg: cfg, counters: c, now: now, logger: logger,
+		store:    newStore(cfg.MaxRuns, newShardFilter(cfg)),
 		versions: make(map[string]string),
 		names:    make(map[string]string),
 	}
@@ -102,7 +113,34 @@ func newApp(cfg AppConfig, c *counters, now func() time.Time, logger log.Logger)
 }
 
 // Name returns the app label.
-func (a *App) Name() string { return a.cfg.Name }
+func (a *App) Name() string { return a.name }
+
+// reconfigure applies a reloaded config to the app, keeping its runs and
+// counters' view: only what changed is reset.
+func (a *App) reconfigure(c AppConfig) {
+	c = withDefaults(c)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old := a.cfg
+	a.cfg = c
+	if c.Fingerprint != old.Fingerprint {
+		a.infoAt = time.Time{} // maybe another app behind the key: ask /info again
+	}
+	if c.Discovery != old.Discovery || c.Lookback != old.Lookback {
+		a.watermark, a.discoveredOnce = time.Time{}, false
+	}
+	if c.Shard != old.Shard || c.TotalShards != old.TotalShards {
+		a.store.shard = newShardFilter(c)
+		for id := range a.store.runs {
+			if !a.store.shard.keeps(id) {
+				a.store.delete(id)
+			}
+		}
+	}
+	a.store.max = c.MaxRuns
+	for a.store.nCapped > a.store.max && a.store.evictOldestTerminal() {
+	}
+}
 
 // SetRunIDs replaces the runs listed by a listed source (static or file).
 func (a *App) SetRunIDs(src Source, ids []string) {
@@ -149,7 +187,7 @@ type Status struct {
 func (a *App) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return Status{Name: a.cfg.Name, Mode: a.info.Mode, Refreshed: a.gen > 0 && a.lastDur > 0, Up: a.up, LastError: a.lastErr,
+	return Status{Name: a.name, Mode: a.info.Mode, Refreshed: a.gen > 0 && a.lastDur > 0, Up: a.up, LastError: a.lastErr,
 		Tracked: len(a.store.runs), Stale: a.stale}
 }
 
@@ -197,6 +235,7 @@ func abandon(err error) bool {
 func (a *App) refresh(ctx context.Context) {
 	start := a.now()
 	a.mu.Lock()
+	cfg := a.cfg
 	a.gen++
 	gen := a.gen
 	needInfo := a.infoAt.IsZero() || start.Sub(a.infoAt) > infoRefresh
@@ -206,14 +245,14 @@ func (a *App) refresh(ctx context.Context) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
-	if a.cfg.Discovery {
-		a.discover(ctx, gen, st)
+	if cfg.Discovery {
+		a.discover(ctx, cfg, gen, st)
 	}
 	toFetch := a.runsToFetch(gen)
 	// Something must prove the key works each refresh: when neither the
 	// logs nor any run are asked for, /info is.
-	if st.refused == nil && !st.unreachable && (needInfo || (!a.cfg.Discovery && len(toFetch) == 0)) {
-		info, err := a.cfg.API.Info(ctx)
+	if st.refused == nil && !st.unreachable && (needInfo || (!cfg.Discovery && len(toFetch) == 0)) {
+		info, err := cfg.API.Info(ctx)
 		a.countError(err)
 		st.record(err)
 		if err == nil {
@@ -225,12 +264,12 @@ func (a *App) refresh(ctx context.Context) {
 	if st.refused != nil || st.unreachable {
 		cancel(errAbandoned) // the runs are marked stale, not fetched
 	}
-	a.fetchRuns(ctx, cancel, gen, toFetch, st)
+	a.fetchRuns(ctx, cancel, cfg, gen, toFetch, st)
 	a.resolveVersions()
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.store.expire(a.now(), a.cfg.Retention)
+	a.store.expire(a.now(), cfg.Retention)
 	a.up = st.answered && st.refused == nil
 	prevErr := a.lastErr
 	switch {
@@ -284,9 +323,9 @@ func (a *App) runsToFetch(gen uint64) []string {
 
 // fetchRuns fetches run details with bounded concurrency. A refused key
 // or an unreachable API cancels the rest: every other call would fail too.
-func (a *App) fetchRuns(ctx context.Context, cancel context.CancelCauseFunc, gen uint64, ids []string, st *refreshState) {
+func (a *App) fetchRuns(ctx context.Context, cancel context.CancelCauseFunc, cfg AppConfig, gen uint64, ids []string, st *refreshState) {
 	var g errgroup.Group
-	g.SetLimit(a.cfg.Concurrency)
+	g.SetLimit(cfg.Concurrency)
 	for _, id := range ids {
 		if ctx.Err() != nil {
 			a.skip(ctx, id)
@@ -297,7 +336,7 @@ func (a *App) fetchRuns(ctx context.Context, cancel context.CancelCauseFunc, gen
 				a.skip(ctx, id)
 				return nil
 			}
-			run, err := a.cfg.API.Run(ctx, id)
+			run, err := cfg.API.Run(ctx, id)
 			if err != nil && context.Cause(ctx) == errAbandoned {
 				a.skip(ctx, id)
 				return nil
@@ -323,7 +362,7 @@ var errAbandoned = errors.New("refresh abandoned")
 // was abandoned are not (its cause is counted once).
 func (a *App) skip(ctx context.Context, id string) {
 	if context.Cause(ctx) != errAbandoned {
-		a.counters.runErrors.WithLabelValues(a.cfg.Name, client.KindTimeout.String()).Inc()
+		a.counters.runErrors.WithLabelValues(a.name, client.KindTimeout.String()).Inc()
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -381,7 +420,7 @@ func (a *App) update(id string, r *trackedRun, run client.Run, gen uint64) {
 	r.stale = false
 	r.freshAt = gen
 	if !run.Status.Known() && prev != run.Status {
-		a.counters.runErrors.WithLabelValues(a.cfg.Name, "unknown_status").Inc()
+		a.counters.runErrors.WithLabelValues(a.name, "unknown_status").Inc()
 	}
 	if !run.Status.Terminal() {
 		r.countable = true
@@ -394,9 +433,9 @@ func (a *App) update(id string, r *trackedRun, run client.Run, gen uint64) {
 	// Count only finishes that happen while the exporter watches, judged
 	// by what it saw, not by Dify's clock (which may be off by hours).
 	if r.countable {
-		a.counters.runsFinished.WithLabelValues(a.cfg.Name, string(run.Status)).Inc()
-		a.counters.tokens.WithLabelValues(a.cfg.Name).Add(float64(run.TotalTokens))
-		a.counters.duration.WithLabelValues(a.cfg.Name).Observe(run.Elapsed.Seconds())
+		a.counters.runsFinished.WithLabelValues(a.name, string(run.Status)).Inc()
+		a.counters.tokens.WithLabelValues(a.name).Add(float64(run.TotalTokens))
+		a.counters.duration.WithLabelValues(a.name).Observe(run.Elapsed.Seconds())
 		r.countable = false
 	}
 }
@@ -416,11 +455,11 @@ func (a *App) intern(v string) string {
 }
 
 // discover reads the workflow logs newer than the watermark.
-func (a *App) discover(ctx context.Context, gen uint64, st *refreshState) {
+func (a *App) discover(ctx context.Context, cfg AppConfig, gen uint64, st *refreshState) {
 	a.mu.Lock()
 	after := a.watermark.Add(-logsOverlap)
 	if a.watermark.IsZero() {
-		after = a.now().Add(-a.cfg.Lookback)
+		after = a.now().Add(-cfg.Lookback)
 	}
 	newest := a.watermark
 	firstPass := !a.discoveredOnce
@@ -428,11 +467,11 @@ func (a *App) discover(ctx context.Context, gen uint64, st *refreshState) {
 
 	// Bound the pages of one refresh: past the cap, older runs would only
 	// be evicted again.
-	maxPages := a.cfg.MaxRuns/logsPageSize + 2
+	maxPages := cfg.MaxRuns/logsPageSize + 2
 	var entries []client.LogEntry
 	failed := false
 	for page := 1; page <= maxPages; page++ {
-		p, err := a.cfg.API.WorkflowLogs(ctx, client.LogsQuery{CreatedAfter: after, Page: page, Limit: logsPageSize})
+		p, err := cfg.API.WorkflowLogs(ctx, client.LogsQuery{CreatedAfter: after, Page: page, Limit: logsPageSize})
 		a.countError(err)
 		st.record(err)
 		if err != nil {
@@ -504,5 +543,5 @@ func (a *App) countError(err error) {
 	if err == nil {
 		return
 	}
-	a.counters.runErrors.WithLabelValues(a.cfg.Name, client.KindOf(err).String()).Inc()
+	a.counters.runErrors.WithLabelValues(a.name, client.KindOf(err).String()).Inc()
 }

@@ -565,3 +565,74 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// A scrape with little time (or a curl that gives up) must not spoil a
+// concurrent scrape that has more.
+func TestShortCallerDoesNotSpoilLongerScrape(t *testing.T) {
+	running := runID(1)
+	f := newFixture(t, withRuns(running))
+	r := finishedRun(running, "running")
+	r.FinishedAt = time.Time{}
+	f.srv.PutRun(testKey, r)
+	f.srv.SetFault(difytest.EndpointRun, difytest.Fault{Latency: 300 * time.Millisecond})
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { f.exp.Refresh(short); close(done) }()
+	time.Sleep(10 * time.Millisecond) // let the short one lead
+	long, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	f.exp.Refresh(long)
+	<-done
+	if got := value(t, f.reg, "dify_up", nil); got != 1 {
+		t.Errorf("dify_up = %v after the longer scrape, want 1", got)
+	}
+	if got := value(t, f.reg, "dify_exporter_runs_stale", nil); got != 0 {
+		t.Errorf("stale = %v after the longer scrape, want 0", got)
+	}
+}
+
+func TestReloadWithNewLimitsKeepsRegisteredRuns(t *testing.T) {
+	f := newFixture(t, nil)
+	id := runID(7)
+	r := finishedRun(id, "running")
+	r.FinishedAt = time.Time{}
+	f.srv.PutRun(testKey, r)
+	if err := f.exp.Register("translator", id); err != nil {
+		t.Fatal(err)
+	}
+	f.refresh(t)
+	cfg := f.exp.App("translator").cfg
+	cfg.MaxRuns, cfg.Retention, cfg.Fingerprint = 2000, 5*time.Minute, "rotated-key"
+	f.exp.SetApps([]AppConfig{cfg})
+	if st := f.exp.App("translator").Status(); st.Tracked != 1 {
+		t.Errorf("tracked = %d after a reload that changed limits and key, want the registered run kept", st.Tracked)
+	}
+	f.srv.PutRun(testKey, finishedRun(id, "succeeded"))
+	f.refresh(t)
+	if got := value(t, f.reg, "dify_workflow_runs_finished_total", map[string]string{"status": "succeeded"}); got != 1 {
+		t.Errorf("finished_total = %v, want 1: the run was seen running before the reload", got)
+	}
+}
+
+func TestRemovedAppLeavesNoSeriesEvenMidRefresh(t *testing.T) {
+	running := runID(1)
+	f := newFixture(t, withRuns(running))
+	r := finishedRun(running, "running")
+	r.FinishedAt = time.Time{}
+	f.srv.PutRun(testKey, r)
+	f.srv.SetFault(difytest.EndpointRun, difytest.Fault{Latency: 200 * time.Millisecond, Status: 500})
+	cfg := f.exp.App("translator").cfg
+	// Count requests as main does, so that a late answer re-creates a series.
+	cfg.API, _ = client.New(client.Config{URL: f.srv.URL(), APIKey: testKey, MaxRetries: -1, Observe: f.exp.RequestObserver("translator")})
+	f.exp.SetApps([]AppConfig{cfg})
+	done := make(chan struct{})
+	go func() { f.refresh(t); close(done) }()
+	time.Sleep(50 * time.Millisecond)
+	f.exp.SetApps(nil) // removed while its refresh is in flight
+	<-done
+	f.refresh(t)
+	if n := testutil.CollectAndCount(f.exp); n != 0 {
+		t.Errorf("%d series left after the app was removed, want 0", n)
+	}
+}

@@ -6,6 +6,7 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -27,6 +28,8 @@ type Exporter struct {
 
 	mu   sync.RWMutex
 	apps []*App
+	// removed are apps whose series the next refresh deletes again.
+	removed []string
 }
 
 // Option configures an Exporter.
@@ -49,39 +52,34 @@ func New(apps []AppConfig, opts ...Option) *Exporter {
 }
 
 // SetApps replaces the exported apps, as a config reload does. An app
-// whose name and fingerprint are unchanged keeps its runs and state; its
-// static run list is replaced.
+// that stays (by name) keeps its runs and state, whatever else changed;
+// its static run list is replaced.
 func (e *Exporter) SetApps(cfgs []AppConfig) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := make(map[string]*App, len(e.apps))
 	for _, a := range e.apps {
-		old[a.cfg.Name] = a
+		old[a.name] = a
 	}
 	apps := make([]*App, 0, len(cfgs))
 	for _, c := range cfgs {
-		if a, ok := old[c.Name]; ok && sameApp(a.cfg, c) {
-			a.cfg.RunIDs = c.RunIDs
+		a, ok := old[c.Name]
+		if ok {
+			a.reconfigure(c)
 			a.SetRunIDs(SourceStatic, c.RunIDs)
-			apps = append(apps, a)
 			delete(old, c.Name)
-			continue
+		} else {
+			a = newApp(c, e.counters, e.now, log.With(e.logger, "app", c.Name))
 		}
-		apps = append(apps, newApp(c, e.counters, e.now, log.With(e.logger, "app", c.Name)))
+		apps = append(apps, a)
 	}
 	for name := range old {
-		if !slices.ContainsFunc(apps, func(a *App) bool { return a.cfg.Name == name }) {
-			e.counters.forgetApp(name)
-		}
+		// A refresh of the removed app may still be running and count;
+		// the next refresh forgets its series again.
+		e.counters.forgetApp(name)
+		e.removed = append(e.removed, name)
 	}
 	e.apps = apps
-}
-
-// sameApp reports whether an app can keep its state under a new config.
-func sameApp(a, b AppConfig) bool {
-	return a.Fingerprint == b.Fingerprint && a.Discovery == b.Discovery && a.Lookback == b.Lookback &&
-		a.Retention == b.Retention && a.MaxRuns == b.MaxRuns && a.Concurrency == b.Concurrency &&
-		a.Shard == b.Shard && a.TotalShards == b.TotalShards
 }
 
 // App returns the app with this name, or nil.
@@ -89,7 +87,7 @@ func (e *Exporter) App(name string) *App {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	for _, a := range e.apps {
-		if a.cfg.Name == name {
+		if a.name == name {
 			return a
 		}
 	}
@@ -121,35 +119,67 @@ func (e *Exporter) RequestObserver(app string) func(endpoint, code string) {
 	}
 }
 
-// Refresh brings every app up to date, each in parallel, within ctx. Calls
-// that overlap share one refresh; a caller whose ctx ends first returns
-// early and is served the last good values.
+// Refresh brings every app up to date, each in parallel, within ctx's
+// deadline. Calls that overlap share one refresh, which runs to its
+// deadline even if its first caller goes away; a caller with more time
+// than a shared refresh had starts another with the time left. A caller
+// whose ctx ends first returns early and is served the last good values.
 func (e *Exporter) Refresh(ctx context.Context) {
-	leader := make(chan struct{})
-	ch := e.flight.DoChan("refresh", func() (any, error) {
-		close(leader)
-		var wg sync.WaitGroup
-		for _, a := range e.Apps() {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				a.refresh(ctx)
-			}()
-		}
-		wg.Wait()
-		return nil, nil
-	})
-	select {
-	case <-ch:
-	case <-ctx.Done():
-		// The leader's refresh runs on this ctx and ends with it: wait
-		// the moment it takes to mark what it could not fetch.
+	for ctx.Err() == nil {
+		deadline, _ := ctx.Deadline()
+		leader := make(chan struct{})
+		ch := e.flight.DoChan("refresh", func() (any, error) {
+			close(leader)
+			rctx := context.WithoutCancel(ctx)
+			if !deadline.IsZero() {
+				var cancel context.CancelFunc
+				rctx, cancel = context.WithDeadline(rctx, deadline)
+				defer cancel()
+			}
+			e.refreshApps(rctx)
+			return deadline, nil
+		})
 		select {
-		case <-leader:
-			<-ch
-		default:
+		case res := <-ch:
+			ran, _ := res.Val.(time.Time)
+			cutShort := !ran.IsZero() && !time.Now().Before(ran)
+			if !res.Shared || !cutShort || (!deadline.IsZero() && !deadline.After(ran)) {
+				return
+			}
+		case <-ctx.Done():
+			// The leader's refresh ends at this same deadline: wait the
+			// moment it takes to mark what it could not fetch.
+			select {
+			case <-leader:
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					<-ch
+				}
+			default:
+			}
+			return
 		}
 	}
+}
+
+func (e *Exporter) refreshApps(ctx context.Context) {
+	e.mu.Lock()
+	for _, name := range e.removed {
+		if !slices.ContainsFunc(e.apps, func(a *App) bool { return a.name == name }) {
+			e.counters.forgetApp(name)
+		}
+	}
+	e.removed = e.removed[:0]
+	apps := slices.Clone(e.apps)
+	e.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, a := range apps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.refresh(ctx)
+		}()
+	}
+	wg.Wait()
 }
 
 // Describe implements prometheus.Collector.
@@ -178,7 +208,7 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 func (a *App) collect(ch chan<- prometheus.Metric) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	name := a.cfg.Name
+	name := a.name
 	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, boolValue(a.up), name)
 	if !a.infoAt.IsZero() {
 		ch <- prometheus.MustNewConstMetric(appInfoDesc, prometheus.GaugeValue, 1, name, a.info.Name, a.info.Mode)
