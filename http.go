@@ -25,6 +25,9 @@ import (
 // (a curl, say).
 const defaultScrapeTimeout = 10 * time.Second
 
+// maxScrapeTimeout bounds the scrape timeout a request may ask for.
+const maxScrapeTimeout = time.Hour
+
 func newMux(f *flags, exp *collector.Exporter, state *appState, reg *prometheus.Registry, logger log.Logger) *http.ServeMux {
 	mux := http.NewServeMux()
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{
@@ -68,7 +71,9 @@ func newMux(f *flags, exp *collector.Exporter, state *appState, reg *prometheus.
 func scrapeTimeout(r *http.Request, offset time.Duration) time.Duration {
 	timeout := defaultScrapeTimeout
 	if v := r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"); v != "" {
-		if s, err := strconv.ParseFloat(v, 64); err == nil && s > 0 {
+		// Ignore what no Prometheus sends (NaN, Inf, days) rather than
+		// overflow into an already-expired deadline.
+		if s, err := strconv.ParseFloat(v, 64); err == nil && s > 0 && s <= maxScrapeTimeout.Seconds() {
 			timeout = time.Duration(s * float64(time.Second))
 		}
 	}
@@ -130,8 +135,11 @@ func (h registrationHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for i, reg := range regs {
 		if err := h.exp.Register(reg.App, reg.RunID); err != nil {
 			code := http.StatusBadRequest
-			if errors.Is(err, collector.ErrCapFull) {
+			switch {
+			case errors.Is(err, collector.ErrCapFull):
 				code = http.StatusTooManyRequests
+			case errors.Is(err, collector.ErrOtherShard):
+				code = http.StatusMisdirectedRequest
 			}
 			msg := err.Error()
 			if len(regs) > 1 {

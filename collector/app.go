@@ -168,7 +168,10 @@ func (a *App) Register(id string) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	_, err = a.store.add(id, SourceRegistered)
+	r, err := a.store.add(id, SourceRegistered)
+	if err == nil && r == nil {
+		return ErrOtherShard
+	}
 	return err
 }
 

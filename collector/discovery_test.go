@@ -367,3 +367,20 @@ func TestUnknownStatusOfDiscoveredRunCountedOnce(t *testing.T) {
 		t.Errorf("unknown_status = %v, want 1", got)
 	}
 }
+
+func TestRegistrationOfAnotherShardsRun(t *testing.T) {
+	f0 := newFixture(t, func(c *AppConfig) { c.Shard, c.TotalShards = 0, 2 })
+	f1 := newFixture(t, func(c *AppConfig) { c.Shard, c.TotalShards = 1, 2 })
+	for i := range 20 {
+		id := runID(i)
+		err0, err1 := f0.exp.Register("translator", id), f1.exp.Register("translator", id)
+		if (err0 == nil) == (err1 == nil) {
+			t.Errorf("run %s: shard 0 says %v, shard 1 says %v; want exactly one to accept", id, err0, err1)
+		}
+		for _, err := range []error{err0, err1} {
+			if err != nil && !errors.Is(err, ErrOtherShard) {
+				t.Errorf("refusal %v, want ErrOtherShard", err)
+			}
+		}
+	}
+}

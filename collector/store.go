@@ -30,6 +30,10 @@ var sourceNames = []struct {
 	name string
 }{{SourceStatic, "static"}, {SourceFile, "file"}, {SourceDiscovered, "discovered"}, {SourceRegistered, "registered"}}
 
+// ErrOtherShard is returned when a registered run belongs to another
+// replica's shard.
+var ErrOtherShard = errors.New("run belongs to another shard: register it with the replica that owns it")
+
 // ErrCapFull is returned when a run cannot be added because the app's cap
 // is full of runs that have not finished.
 var ErrCapFull = errors.New("run cap reached: every tracked run is still running or paused")
