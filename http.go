@@ -132,8 +132,14 @@ func (h registrationHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `body must be {"app": NAME, "run_id": UUID} or an array of them`, http.StatusBadRequest)
 		return
 	}
+	accepted, elsewhere := 0, 0
 	for i, reg := range regs {
-		if err := h.exp.Register(reg.App, reg.RunID); err != nil {
+		err := h.exp.Register(reg.App, reg.RunID)
+		if errors.Is(err, collector.ErrOtherShard) && len(regs) > 1 {
+			elsewhere++ // a batch goes to every replica; each takes its share
+			continue
+		}
+		if err != nil {
 			code := http.StatusBadRequest
 			switch {
 			case errors.Is(err, collector.ErrCapFull):
@@ -143,15 +149,20 @@ func (h registrationHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			msg := err.Error()
 			if len(regs) > 1 {
-				msg = fmt.Sprintf("entry %d: %s (%d before it accepted)", i, msg, i)
+				msg = fmt.Sprintf("entry %d: %s (%d before it accepted)", i, msg, accepted)
 			}
 			level.Debug(h.logger).Log("msg", "Registration refused", "err", msg)
 			http.Error(w, msg, code)
 			return
 		}
+		accepted++
 	}
 	w.WriteHeader(http.StatusAccepted)
-	fmt.Fprintf(w, "accepted %d\n", len(regs))
+	if elsewhere > 0 {
+		fmt.Fprintf(w, "accepted %d; %d belong to other shards\n", accepted, elsewhere)
+		return
+	}
+	fmt.Fprintf(w, "accepted %d\n", accepted)
 }
 
 var landingTemplate = template.Must(template.New("landing").Parse(`<!DOCTYPE html>

@@ -124,10 +124,16 @@ func (a *App) reconfigure(c AppConfig) {
 	old := a.cfg
 	a.cfg = c
 	if c.Fingerprint != old.Fingerprint {
-		a.infoAt = time.Time{} // maybe another app behind the key: ask /info again
+		// Maybe another app (or server) behind the new key: ask /info
+		// again, forget what the old one taught, retry runs it lost.
+		a.infoAt = time.Time{}
+		clear(a.versions)
+		for _, r := range a.store.runs {
+			r.gone = false
+		}
 	}
-	if c.Discovery != old.Discovery || c.Lookback != old.Lookback {
-		a.watermark, a.discoveredOnce = time.Time{}, false
+	if c.Discovery && !old.Discovery {
+		a.watermark = time.Time{} // read back the lookback again
 	}
 	if c.Shard != old.Shard || c.TotalShards != old.TotalShards {
 		a.store.shard = newShardFilter(c)
@@ -168,9 +174,15 @@ func (a *App) Register(id string) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	_, tracked := a.store.runs[id]
 	r, err := a.store.add(id, SourceRegistered)
 	if err == nil && r == nil {
 		return ErrOtherShard
+	}
+	if err == nil && !tracked {
+		// Registration happens while a run goes (a chatflow posts its own
+		// ID): its finish, even before the next scrape, is counted.
+		r.countable = true
 	}
 	return err
 }
@@ -502,9 +514,13 @@ func (a *App) discover(ctx context.Context, cfg AppConfig, gen uint64, st *refre
 			a.watermark = newest
 		}
 		a.discoveredOnce = true
-		a.store.forget(a.watermark.Add(-logsOverlap).UnixNano())
 		a.mu.Unlock()
 	}
+	// The logs return nothing older than the window's start again; and a
+	// pass returns at most maxPages pages, so no more need remembering.
+	a.mu.Lock()
+	a.store.forget(after.UnixNano(), maxPages*logsPageSize)
+	a.mu.Unlock()
 }
 
 // discovered takes in one log entry: the log carries the run's current
@@ -515,18 +531,19 @@ func (a *App) discovered(e client.LogEntry, gen uint64, firstPass bool) {
 	if _, ok := a.store.forgotten[e.Run.ID]; ok {
 		return // expired or evicted: not again
 	}
-	_, tracked := a.store.runs[e.Run.ID]
+	prior, tracked := a.store.runs[e.Run.ID]
+	// New to the logs and never fetched: if logged after the exporter's
+	// first look at the logs, it ran while the exporter watched.
+	fresh := !tracked || (prior.sources&SourceDiscovered == 0 && prior.run.Status == "")
 	r, err := a.store.add(e.Run.ID, SourceDiscovered)
 	if err != nil || r == nil || r.gone {
 		return
 	}
-	if !tracked {
-		// Logged after the exporter's first look at the logs: whatever
-		// its status, it ran while the exporter watched.
-		r.countable = r.countable || !firstPass
-		if !e.LoggedAt.IsZero() {
-			r.loggedAt = e.LoggedAt.UnixNano()
-		}
+	if fresh && !firstPass {
+		r.countable = true
+	}
+	if r.loggedAt == 0 && !e.LoggedAt.IsZero() {
+		r.loggedAt = e.LoggedAt.UnixNano()
 	}
 	if r.version == "" && e.Version != "" {
 		r.version = a.intern(e.Version)

@@ -3,6 +3,7 @@ package collector
 import (
 	"errors"
 	"hash/fnv"
+	"slices"
 	"time"
 
 	"github.com/dify-exporter/dify_exporter/client"
@@ -141,8 +142,8 @@ func (s *store) removeSource(id string, src Source) {
 	}
 	before := cappedOnly(r.sources)
 	r.sources &^= src
-	if r.sources == 0 {
-		s.delete(id)
+	if r.sources == 0 || r.gone && r.sources&listed == 0 {
+		s.delete(id) // a gone run is kept only while listed
 		return
 	}
 	s.recount(before, r.sources)
@@ -177,11 +178,25 @@ func (s *store) delete(id string) {
 	delete(s.runs, id)
 }
 
-// forgets drops the forgotten runs logged before since: the logs will not
-// return them again.
-func (s *store) forget(since int64) {
+// forget drops the forgotten runs logged before since (the logs will not
+// return them again) and, past limit entries, the oldest half.
+func (s *store) forget(since int64, limit int) {
 	for id, at := range s.forgotten {
 		if at < since {
+			delete(s.forgotten, id)
+		}
+	}
+	if len(s.forgotten) <= limit {
+		return
+	}
+	times := make([]int64, 0, len(s.forgotten))
+	for _, at := range s.forgotten {
+		times = append(times, at)
+	}
+	slices.Sort(times)
+	cut := times[len(times)/2]
+	for id, at := range s.forgotten {
+		if at < cut {
 			delete(s.forgotten, id)
 		}
 	}
