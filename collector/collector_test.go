@@ -88,6 +88,14 @@ func finishedRun(id, status string) difytest.Run {
 	}
 }
 
+// putRunning adds a run that is still going (no finished_at).
+func putRunning(f *fixture, id string) difytest.Run {
+	r := finishedRun(id, "running")
+	r.FinishedAt = time.Time{}
+	f.srv.PutRun(testKey, r)
+	return r
+}
+
 func runID(i int) string { return fmt.Sprintf("fb47b2e6-5e43-4f90-be01-%012x", i) }
 
 func withRuns(ids ...string) func(*AppConfig) {
@@ -222,9 +230,7 @@ func TestTerminalRunFetchedOnceRunningEveryScrape(t *testing.T) {
 	done, running := runID(1), runID(2)
 	f := newFixture(t, withRuns(done, running))
 	f.srv.PutRun(testKey, finishedRun(done, "succeeded"))
-	r := finishedRun(running, "running")
-	r.FinishedAt = time.Time{}
-	f.srv.PutRun(testKey, r)
+	putRunning(f, running)
 	for range 5 {
 		f.refresh(t)
 	}
@@ -305,9 +311,7 @@ func TestErrorClasses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			running := runID(1)
 			f := newFixture(t, withRuns(running))
-			r := finishedRun(running, "running")
-			r.FinishedAt = time.Time{}
-			f.srv.PutRun(testKey, r)
+			putRunning(f, running)
 			f.refresh(t)
 			tc.break_(f.srv)
 			f.refresh(t)
@@ -353,9 +357,7 @@ func TestChatAppKeyIsNotWorkflowApp(t *testing.T) {
 func TestHangingAPIStopsAtTheDeadline(t *testing.T) {
 	running := runID(1)
 	f := newFixture(t, withRuns(running))
-	r := finishedRun(running, "running")
-	r.FinishedAt = time.Time{}
-	f.srv.PutRun(testKey, r)
+	putRunning(f, running)
 	f.refresh(t)
 	f.srv.SetFault(difytest.EndpointRun, difytest.Fault{Hang: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -383,9 +385,7 @@ func TestHangingAPIStopsAtTheDeadline(t *testing.T) {
 func TestConcurrentScrapesShareOneRefresh(t *testing.T) {
 	running := runID(1)
 	f := newFixture(t, withRuns(running))
-	r := finishedRun(running, "running")
-	r.FinishedAt = time.Time{}
-	f.srv.PutRun(testKey, r)
+	putRunning(f, running)
 	f.srv.SetFault(difytest.EndpointRun, difytest.Fault{Latency: 200 * time.Millisecond})
 	var wg sync.WaitGroup
 	for range 8 {
@@ -571,9 +571,7 @@ func (b *syncBuffer) String() string {
 func TestShortCallerDoesNotSpoilLongerScrape(t *testing.T) {
 	running := runID(1)
 	f := newFixture(t, withRuns(running))
-	r := finishedRun(running, "running")
-	r.FinishedAt = time.Time{}
-	f.srv.PutRun(testKey, r)
+	putRunning(f, running)
 	f.srv.SetFault(difytest.EndpointRun, difytest.Fault{Latency: 300 * time.Millisecond})
 	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -595,9 +593,7 @@ func TestShortCallerDoesNotSpoilLongerScrape(t *testing.T) {
 func TestReloadWithNewLimitsKeepsRegisteredRuns(t *testing.T) {
 	f := newFixture(t, nil)
 	id := runID(7)
-	r := finishedRun(id, "running")
-	r.FinishedAt = time.Time{}
-	f.srv.PutRun(testKey, r)
+	putRunning(f, id)
 	if err := f.exp.Register("translator", id); err != nil {
 		t.Fatal(err)
 	}
@@ -618,9 +614,7 @@ func TestReloadWithNewLimitsKeepsRegisteredRuns(t *testing.T) {
 func TestRemovedAppLeavesNoSeriesEvenMidRefresh(t *testing.T) {
 	running := runID(1)
 	f := newFixture(t, withRuns(running))
-	r := finishedRun(running, "running")
-	r.FinishedAt = time.Time{}
-	f.srv.PutRun(testKey, r)
+	putRunning(f, running)
 	f.srv.SetFault(difytest.EndpointRun, difytest.Fault{Latency: 200 * time.Millisecond, Status: 500})
 	cfg := f.exp.App("translator").cfg
 	// Count requests as main does, so that a late answer re-creates a series.

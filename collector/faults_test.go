@@ -62,9 +62,7 @@ func TestFaults(t *testing.T) {
 				}
 			})
 			t.Cleanup(api.CloseIdleConnections)
-			r := finishedRun(running, "running")
-			r.FinishedAt = time.Time{}
-			f.srv.PutRun(testKey, r)
+			r := putRunning(f, running)
 			f.refresh(t)
 
 			tc.inject(f.srv)
