@@ -222,28 +222,34 @@ func (s *refreshState) record(err error) {
 		s.answered = true
 		return
 	}
-	switch client.KindOf(err) {
-	case client.KindNotFound:
+	switch kind := client.KindOf(err); {
+	case kind == client.KindNotFound:
 		s.answered = true // a 404 on a run still proves the key
 		return
-	case client.KindUnauthorized, client.KindForbidden, client.KindNotWorkflowApp, client.KindAppUnavailable:
+	case refusal(kind):
 		if s.refused == nil {
 			s.refused = err
 		}
-	case client.KindUnreachable:
+	case kind == client.KindUnreachable:
 		s.unreachable = true
 	}
 	s.lastErr = err
 }
 
-// abandon reports whether the rest of the refresh is pointless: the key or
-// app was refused, or the API cannot be reached (after the retries).
-func abandon(err error) bool {
-	switch client.KindOf(err) {
-	case client.KindUnauthorized, client.KindForbidden, client.KindNotWorkflowApp, client.KindAppUnavailable, client.KindUnreachable:
+// refusal reports whether Dify refused the key or the app itself.
+func refusal(k client.Kind) bool {
+	switch k {
+	case client.KindUnauthorized, client.KindForbidden, client.KindNotWorkflowApp, client.KindAppUnavailable:
 		return true
 	}
 	return false
+}
+
+// abandon reports whether the rest of the refresh is pointless: the key or
+// app was refused, or the API cannot be reached (after the retries).
+func abandon(err error) bool {
+	k := client.KindOf(err)
+	return refusal(k) || k == client.KindUnreachable
 }
 
 // refresh brings the app's runs up to date, within ctx's deadline.
