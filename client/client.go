@@ -167,7 +167,7 @@ func (c *Client) WorkflowLogs(ctx context.Context, q LogsQuery) (LogPage, error)
 	if err := c.get(ctx, EndpointLogs, "/workflows/logs", v, &w); err != nil {
 		return LogPage{}, err
 	}
-	p := LogPage{Page: w.Page, Limit: w.Limit, Total: w.Total, HasMore: w.HasMore,
+	p := LogPage{Page: w.Page, Limit: w.Limit, Total: w.Total, HasMore: w.HasMore, Date: w.date,
 		Entries: make([]LogEntry, 0, len(w.Data))}
 	for i := range w.Data {
 		d := &w.Data[i]
@@ -203,7 +203,7 @@ func (c *Client) Server(ctx context.Context) (ServerInfo, error) {
 	if err := c.get(ctx, EndpointIndex, "/", nil, &w); err != nil {
 		return ServerInfo{}, err
 	}
-	return ServerInfo(w), nil
+	return ServerInfo{ServerVersion: w.ServerVersion, Date: w.date}, nil
 }
 
 // get performs a GET with retries and decodes a 2xx JSON body into out.
@@ -297,7 +297,22 @@ func (c *Client) attempt(ctx context.Context, endpoint, target string, out any) 
 		return &Error{Kind: KindBadResponse, Endpoint: endpoint, Status: resp.StatusCode,
 			Err: fmt.Errorf("undecodable %s body: %w", contentType(resp), err)}
 	}
+	if d, ok := out.(dated); ok {
+		d.setDate(resp.Header.Get("Date"))
+	}
 	return nil
+}
+
+// dated answers keep the server's Date header: Dify's own clock, which
+// the exporter needs to query the logs in Dify's time.
+type dated interface{ setDate(header string) }
+
+func parseDate(header string) time.Time {
+	t, err := http.ParseTime(header)
+	if err != nil {
+		return time.Time{}
+	}
+	return t.UTC()
 }
 
 func (c *Client) observe(endpoint, code string) {

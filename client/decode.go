@@ -60,7 +60,10 @@ type wireLogPage struct {
 	Total   int            `json:"total"`
 	HasMore bool           `json:"has_more"`
 	Data    []wireLogEntry `json:"data"`
+	date    time.Time
 }
+
+func (w *wireLogPage) setDate(h string) { w.date = parseDate(h) }
 
 type wireInfo struct {
 	Name string `json:"name"`
@@ -69,7 +72,10 @@ type wireInfo struct {
 
 type wireIndex struct {
 	ServerVersion string `json:"server_version"`
+	date          time.Time
 }
+
+func (w *wireIndex) setDate(h string) { w.date = parseDate(h) }
 
 type wireEnvelope struct {
 	Code    string `json:"code"`

@@ -89,11 +89,15 @@ type LogPage struct {
 	Total   int
 	HasMore bool
 	Entries []LogEntry
+	// Date is the server's Date header (zero if absent): Dify's clock.
+	Date time.Time
 }
 
 // ServerInfo is the answer of GET /v1/.
 type ServerInfo struct {
 	ServerVersion string
+	// Date is the server's Date header (zero if absent): Dify's clock.
+	Date time.Time
 }
 
 // maxRunIDLen bounds what ParseRunID looks at, so a huge value is refused
