@@ -39,6 +39,15 @@ var kindNames = [...]string{
 	KindUnreachable:    "unreachable",
 }
 
+// Kinds lists every Kind, for metrics that start each reason at zero.
+func Kinds() []Kind {
+	ks := make([]Kind, len(kindNames))
+	for i := range ks {
+		ks[i] = Kind(i)
+	}
+	return ks
+}
+
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
 		return kindNames[k]

@@ -91,6 +91,8 @@ type LogPage struct {
 	Entries []LogEntry
 	// Date is the server's Date header (zero if absent): Dify's clock.
 	Date time.Time
+	// Skipped counts entries that could not be decoded and were left out.
+	Skipped int
 }
 
 // ServerInfo is the answer of GET /v1/.

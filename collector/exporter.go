@@ -26,6 +26,11 @@ type Exporter struct {
 	logger   log.Logger
 	flight   singleflight.Group
 
+	// minInterval: a scrape this soon after a refresh ended reuses it.
+	minInterval time.Duration
+	lastMu      sync.Mutex
+	lastEnded   time.Time // when the last complete refresh ended
+
 	mu   sync.RWMutex
 	apps []*App
 	// removed are apps whose series the next refresh deletes again.
@@ -37,6 +42,11 @@ type Option func(*Exporter)
 
 // WithLogger logs each app's failures when they start and end.
 func WithLogger(l log.Logger) Option { return func(e *Exporter) { e.logger = l } }
+
+// WithMinInterval makes scrapes that arrive within d of the end of the
+// last complete refresh (an HA Prometheus pair, several dashboards) reuse
+// it instead of calling Dify again.
+func WithMinInterval(d time.Duration) Option { return func(e *Exporter) { e.minInterval = d } }
 
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) Option { return func(e *Exporter) { e.now = now } }
@@ -125,6 +135,9 @@ func (e *Exporter) RequestObserver(app string) func(endpoint, code string) {
 // than a shared refresh had starts another with the time left. A caller
 // whose ctx ends first returns early and is served the last good values.
 func (e *Exporter) Refresh(ctx context.Context) {
+	if e.recent() {
+		return
+	}
 	for ctx.Err() == nil {
 		deadline, _ := ctx.Deadline()
 		leader := make(chan struct{})
@@ -137,6 +150,11 @@ func (e *Exporter) Refresh(ctx context.Context) {
 				defer cancel()
 			}
 			e.refreshApps(rctx)
+			if rctx.Err() == nil {
+				e.lastMu.Lock()
+				e.lastEnded = e.now()
+				e.lastMu.Unlock()
+			}
 			return deadline, nil
 		})
 		select {
@@ -151,14 +169,38 @@ func (e *Exporter) Refresh(ctx context.Context) {
 			// moment it takes to mark what it could not fetch.
 			select {
 			case <-leader:
-				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-					<-ch
+				if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					return
+				}
+				// A refresh with more time may still be waiting on Dify:
+				// this scrape reports what it has found so far.
+				select {
+				case <-ch:
+				case <-time.After(checkpointGrace):
+					for _, a := range e.Apps() {
+						a.checkpoint()
+					}
 				}
 			default:
 			}
 			return
 		}
 	}
+}
+
+// checkpointGrace is how long a scrape whose deadline passed waits for a
+// shared refresh to mark what it could not fetch.
+const checkpointGrace = 20 * time.Millisecond
+
+// recent reports whether the last complete refresh is recent enough to
+// serve as it is.
+func (e *Exporter) recent() bool {
+	if e.minInterval <= 0 {
+		return false
+	}
+	e.lastMu.Lock()
+	defer e.lastMu.Unlock()
+	return !e.lastEnded.IsZero() && e.now().Sub(e.lastEnded) < e.minInterval
 }
 
 func (e *Exporter) refreshApps(ctx context.Context) {
@@ -185,8 +227,8 @@ func (e *Exporter) refreshApps(ctx context.Context) {
 // Describe implements prometheus.Collector.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{runTokensDesc, runStepsDesc, runElapsedDesc, runStatusDesc,
-		runCreatedDesc, runFinishedDesc, upDesc, appInfoDesc, runsDesc, scrapeDurationDesc,
-		trackedRunsDesc, staleRunsDesc} {
+		runCreatedDesc, runFinishedDesc, upDesc, appInfoDesc, serverInfoDesc, runsDesc, scrapeDurationDesc,
+		trackedRunsDesc, staleRunsDesc, refreshAgeDesc, timeOffsetDesc} {
 		ch <- d
 	}
 	for _, c := range e.counters.collectors() {
@@ -213,8 +255,13 @@ func (a *App) collect(ch chan<- prometheus.Metric) {
 	if !a.infoAt.IsZero() {
 		ch <- prometheus.MustNewConstMetric(appInfoDesc, prometheus.GaugeValue, 1, name, a.info.Name, a.info.Mode)
 	}
+	if a.server.version != "" {
+		ch <- prometheus.MustNewConstMetric(serverInfoDesc, prometheus.GaugeValue, 1, name, a.server.version)
+	}
 	ch <- prometheus.MustNewConstMetric(scrapeDurationDesc, prometheus.GaugeValue, a.lastDur.Seconds(), name)
 	ch <- prometheus.MustNewConstMetric(staleRunsDesc, prometheus.GaugeValue, float64(a.stale), name)
+	ch <- prometheus.MustNewConstMetric(refreshAgeDesc, prometheus.GaugeValue, a.oldest.Seconds(), name)
+	ch <- prometheus.MustNewConstMetric(timeOffsetDesc, prometheus.GaugeValue, a.timeOffset().Seconds(), name)
 
 	var byStatus [6]int
 	var bySource [4]int
@@ -234,7 +281,7 @@ func (a *App) collect(ch chan<- prometheus.Metric) {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	e := newRunEmitter(name)
+	e := newRunEmitter(name, a.timeOffset())
 	for _, id := range ids {
 		e.emit(ch, &a.store.runs[id].run)
 	}

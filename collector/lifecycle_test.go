@@ -158,10 +158,13 @@ func (p page2Fails) WorkflowLogs(ctx context.Context, q client.LogsQuery) (clien
 }
 
 // Found in review: while a later log page keeps failing, the watermark stays and
-// store.forgotten grows with every eviction, never pruned.
+// store.forgotten grows with every eviction, never pruned. Now a failing page
+// leaves a backlog that keeps what it must; once it is read, only the rows of
+// the last overlap are remembered.
 func TestForgottenStaysBoundedWhileDiscoveryFails(t *testing.T) {
 	f := newFixture(t, withDiscovery(50))
 	cfg := f.exp.App("translator").cfg
+	healthy := cfg.API
 	cfg.API = page2Fails{cfg.API}
 	f.exp.SetApps([]AppConfig{cfg})
 	f.refresh(t)
@@ -169,19 +172,34 @@ func TestForgottenStaysBoundedWhileDiscoveryFails(t *testing.T) {
 		f.srv.PutRun(testKey, difytest.Run{ID: difytest.NewRunID(), WorkflowID: wfID, Status: "succeeded", CreatedAt: f.now(), FinishedAt: f.now().Add(time.Second)})
 	}
 	f.advance(time.Second)
-	for i := range 30 {
-		for range 20 {
+	put := func(n int) {
+		for range n {
 			f.srv.PutRun(testKey, difytest.Run{ID: difytest.NewRunID(), WorkflowID: wfID, Status: "succeeded", CreatedAt: f.now(), FinishedAt: f.now().Add(time.Second)})
 			f.advance(time.Second)
 		}
-		f.refresh(t)
+	}
+	sizes := func() (forgotten, tracked int) {
 		a := f.exp.App("translator")
 		a.mu.Lock()
-		n, tracked := len(a.store.forgotten), len(a.store.runs)
-		a.mu.Unlock()
-		// One pass reads at most (50/100+2) pages of 100 rows.
-		if n > 200 || tracked > 50 {
-			t.Fatalf("after %d runs: forgotten=%d tracked=%d, want at most 200 and 50", (i+1)*20, n, tracked)
+		defer a.mu.Unlock()
+		return len(a.store.forgotten), len(a.store.runs)
+	}
+	for range 30 {
+		put(20)
+		f.refresh(t)
+		if _, tracked := sizes(); tracked > 50 {
+			t.Fatalf("tracked = %d, want at most the cap 50", tracked)
 		}
+	}
+	cfg.API = healthy
+	f.exp.SetApps([]AppConfig{cfg})
+	for range 5 {
+		put(20)
+		f.refresh(t)
+	}
+	// 20 rows a refresh, one a second: the rows of the last two overlaps
+	// (10 s each) and of one refresh at most.
+	if n, tracked := sizes(); n > 40 || tracked > 50 {
+		t.Errorf("after recovery: forgotten=%d tracked=%d, want at most 40 and 50", n, tracked)
 	}
 }

@@ -29,6 +29,12 @@ var (
 		"1 if the last refresh reached the app's Dify API with a valid key.", []string{"app"}, nil)
 	appInfoDesc = prometheus.NewDesc("dify_app_info",
 		"Dify app as GET /v1/info describes it.", []string{"app", "name", "mode"}, nil)
+	serverInfoDesc = prometheus.NewDesc("dify_server_info",
+		"Dify server behind the app, as GET /v1/ reports it.", []string{"app", "version"}, nil)
+	refreshAgeDesc = prometheus.NewDesc("dify_exporter_refresh_age_seconds",
+		"Age of the data of the least recently refreshed unfinished run (0 when none).", []string{"app"}, nil)
+	timeOffsetDesc = prometheus.NewDesc("dify_exporter_dify_time_offset_seconds",
+		"Correction added to Dify's timestamps: its API container's time zone shift and its host's clock difference.", []string{"app"}, nil)
 	runsDesc = prometheus.NewDesc("dify_workflow_runs",
 		"Tracked workflow runs in each status.", []string{"app", "status"}, nil)
 	scrapeDurationDesc = prometheus.NewDesc("dify_scrape_duration_seconds",
@@ -92,6 +98,11 @@ func (c *counters) initApp(app string) {
 	}
 	c.tokens.WithLabelValues(app)
 	c.duration.WithLabelValues(app)
+	// Panels and alerts on errors see the first one as an increase.
+	for _, k := range client.Kinds() {
+		c.runErrors.WithLabelValues(app, k.String())
+	}
+	c.runErrors.WithLabelValues(app, "unknown_status")
 }
 
 // forgetApp removes a removed app's series.

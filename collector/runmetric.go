@@ -2,6 +2,7 @@ package collector
 
 import (
 	"slices"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -49,10 +50,12 @@ var statusPairs = func() []*dto.LabelPair {
 type runEmitter struct {
 	app       *dto.LabelPair
 	workflows map[string]*dto.LabelPair
+	// offset moves Dify's times onto the exporter's clock.
+	offset time.Duration
 }
 
-func newRunEmitter(app string) *runEmitter {
-	return &runEmitter{app: labelPair("app", app), workflows: make(map[string]*dto.LabelPair)}
+func newRunEmitter(app string, offset time.Duration) *runEmitter {
+	return &runEmitter{app: labelPair("app", app), workflows: make(map[string]*dto.LabelPair), offset: offset}
 }
 
 func (e *runEmitter) emit(ch chan<- prometheus.Metric, r *client.Run) {
@@ -76,11 +79,11 @@ func (e *runEmitter) emit(ch chan<- prometheus.Metric, r *client.Run) {
 		ch <- &ms[len(ms)-1]
 	}
 	if !r.CreatedAt.IsZero() {
-		add(runCreatedDesc, base, unixSeconds(r.CreatedAt))
+		add(runCreatedDesc, base, unixSeconds(r.CreatedAt.Add(e.offset)))
 	}
 	add(runElapsedDesc, base, r.Elapsed.Seconds())
 	if !r.FinishedAt.IsZero() {
-		add(runFinishedDesc, base, unixSeconds(r.FinishedAt))
+		add(runFinishedDesc, base, unixSeconds(r.FinishedAt.Add(e.offset)))
 	}
 	withStatus := make([]*dto.LabelPair, 4*len(statusPairs))
 	for i, sp := range statusPairs {

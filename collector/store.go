@@ -39,6 +39,10 @@ var ErrOtherShard = errors.New("run belongs to another shard: register it with t
 // is full of runs that have not finished.
 var ErrCapFull = errors.New("run cap reached: every tracked run is still running or paused")
 
+// ErrTooManyUnverified is returned when too many registered runs are
+// waiting for Dify to confirm that they exist.
+var ErrTooManyUnverified = errors.New("too many registered runs not yet confirmed by Dify: retry after the next scrape")
+
 // trackedRun is what the exporter remembers of one run. It is kept small:
 // memory per run is a goal (see the benchmarks).
 type trackedRun struct {
@@ -64,18 +68,22 @@ type trackedRun struct {
 	// countable is set when the exporter saw the run unfinished, so its
 	// finish happens on the exporter's watch.
 	countable bool
+	// unverified marks a registered run Dify has not confirmed yet.
+	unverified bool
+	// rechecks counts detail checks of a run that a logs-at-finish
+	// release's logs say has not finished; recheckAt is the next one.
+	rechecks  uint8
+	recheckAt time.Time
+	// refreshedAt is the exporter's time of the run's last good data.
+	refreshedAt time.Time
+	// addedGen is the refresh that added the run: a refresh never
+	// evicts a run it added itself (it reads the newest rows first).
+	addedGen uint64
 }
 
-// needsFetch reports whether the run's detail must be fetched in the
-// refresh of generation gen.
-func (r *trackedRun) needsFetch(gen uint64) bool {
-	if r.gone {
-		return false
-	}
-	if !r.known {
-		return true
-	}
-	return !r.run.Status.Terminal() && r.freshAt != gen
+// unfinished reports whether the run still needs refreshing.
+func (r *trackedRun) unfinished() bool {
+	return !r.gone && (!r.known || !r.run.Status.Terminal())
 }
 
 // store holds an app's tracked runs. It is not safe for concurrent use:
@@ -90,15 +98,30 @@ type store struct {
 	nCapped int
 	max     int
 	shard   shardFilter
-	// forgotten holds discovered runs that expired or were evicted, with
-	// their log time, while the logs may still return them: discovery
-	// must not bring them back (and count them again).
+	// forgotten holds discovered runs that expired, were evicted or
+	// counted untracked, with their log time, while the logs may still
+	// return them as new: discovery must not bring them back (and count
+	// them again).
 	forgotten map[string]int64
+	// pending holds runs seen unfinished that the cap left untracked,
+	// with their log time: their finish is still counted.
+	pending map[string]int64
+	// nUnverified counts registered runs Dify has not confirmed yet.
+	nUnverified int
 }
 
 func newStore(max int, shard shardFilter) *store {
-	return &store{runs: make(map[string]*trackedRun), max: max, shard: shard, forgotten: make(map[string]int64)}
+	return &store{runs: make(map[string]*trackedRun), max: max, shard: shard,
+		forgotten: make(map[string]int64), pending: make(map[string]int64)}
 }
+
+// maxUnverified bounds the registered runs waiting for Dify's word, so
+// junk registrations cost at most this many detail calls and never fill
+// the cap.
+func (s *store) maxUnverified() int { return max(10, s.max/10) }
+
+// maxRemembered bounds forgotten and pending runs.
+func (s *store) maxRemembered() int { return max(100000, 10*s.max) }
 
 // cappedOnly reports whether the run counts against the cap.
 func cappedOnly(s Source) bool { return s&capped != 0 && s&listed == 0 }
@@ -107,7 +130,8 @@ func cappedOnly(s Source) bool { return s&capped != 0 && s&listed == 0 }
 // returns the run, or nil when the run belongs to another shard. A full
 // cap first evicts the oldest terminal run; failing that, a discovered
 // run evicts the oldest unfinished one and a registered run is refused.
-func (s *store) add(id string, src Source) (*trackedRun, error) {
+// Runs added by refresh gen (non-zero) are not evicted for another.
+func (s *store) add(id string, src Source, gen uint64) (*trackedRun, error) {
 	if !s.shard.keeps(id) {
 		return nil, nil
 	}
@@ -117,20 +141,66 @@ func (s *store) add(id string, src Source) (*trackedRun, error) {
 		s.recount(before, r.sources)
 		return r, nil
 	}
-	if cappedOnly(src) && s.nCapped >= s.max {
-		if !s.evictOldestTerminal() {
-			if src&SourceRegistered != 0 {
-				return nil, ErrCapFull
-			}
-			s.evictOldestUnfinished()
+	registered := src&SourceRegistered != 0
+	if cappedOnly(src) && s.nCapped >= s.max && !s.evictOldestTerminal(gen) {
+		if registered || !s.evictOldestUnfinished(gen) {
+			return nil, ErrCapFull
 		}
 	}
-	r := &trackedRun{run: client.Run{ID: id}, sources: src}
+	if registered && s.nUnverified >= s.maxUnverified() {
+		return nil, ErrTooManyUnverified
+	}
+	r := &trackedRun{run: client.Run{ID: id}, sources: src, addedGen: gen, unverified: registered}
 	s.runs[id] = r
 	if cappedOnly(src) {
 		s.nCapped++
 	}
+	if registered {
+		s.nUnverified++
+	}
 	return r, nil
+}
+
+// verified notes that Dify confirmed the run exists.
+func (s *store) verified(r *trackedRun) {
+	if r.unverified {
+		r.unverified = false
+		s.nUnverified--
+	}
+}
+
+// remember notes a run the logs listed that is not tracked: pending if
+// its finish is still to be counted, else forgotten.
+func (s *store) remember(id string, loggedAt int64, pending bool) {
+	m := s.forgotten
+	if pending {
+		m = s.pending
+	}
+	if len(m) >= s.maxRemembered() {
+		dropOlderHalf(m)
+	}
+	m[id] = loggedAt
+}
+
+func (s *store) isPending(id string) bool {
+	_, ok := s.pending[id]
+	return ok
+}
+
+func (s *store) isForgotten(id string) bool {
+	_, ok := s.forgotten[id]
+	return ok
+}
+
+// oldestPending is the log time of the oldest pending run, 0 if none.
+func (s *store) oldestPending() int64 {
+	var oldest int64
+	for _, at := range s.pending {
+		if oldest == 0 || at < oldest {
+			oldest = at
+		}
+	}
+	return oldest
 }
 
 // removeSource stops tracking id from src; the run goes when no source is
@@ -151,7 +221,7 @@ func (s *store) removeSource(id string, src Source) {
 		s.finished = append(s.finished, id)
 	}
 	// A run that falls under the cap may push it over.
-	for s.nCapped > s.max && s.evictOldestTerminal() {
+	for s.nCapped > s.max && s.evictOldestTerminal(0) {
 	}
 }
 
@@ -172,32 +242,36 @@ func (s *store) delete(id string) {
 	if cappedOnly(r.sources) {
 		s.nCapped--
 	}
+	if r.unverified {
+		s.nUnverified--
+	}
 	if r.loggedAt != 0 {
-		s.forgotten[id] = r.loggedAt
+		s.remember(id, r.loggedAt, r.countable && !r.run.Status.Terminal() && !r.gone)
 	}
 	delete(s.runs, id)
 }
 
-// forget drops the forgotten runs logged before since (the logs will not
-// return them again) and, past limit entries, the oldest half.
-func (s *store) forget(since int64, limit int) {
+// forget drops the forgotten runs logged before since: discovery takes no
+// untracked row that old as new anyway.
+func (s *store) forget(since int64) {
 	for id, at := range s.forgotten {
 		if at < since {
 			delete(s.forgotten, id)
 		}
 	}
-	if len(s.forgotten) <= limit {
-		return
-	}
-	times := make([]int64, 0, len(s.forgotten))
-	for _, at := range s.forgotten {
+}
+
+// dropOlderHalf keeps a remembered set bounded whatever the logs send.
+func dropOlderHalf(m map[string]int64) {
+	times := make([]int64, 0, len(m))
+	for _, at := range m {
 		times = append(times, at)
 	}
 	slices.Sort(times)
 	cut := times[len(times)/2]
-	for id, at := range s.forgotten {
+	for id, at := range m {
 		if at < cut {
-			delete(s.forgotten, id)
+			delete(m, id)
 		}
 	}
 }
@@ -223,37 +297,60 @@ func (s *store) drop(id string, r *trackedRun) {
 	s.delete(id)
 }
 
-// evictOldestTerminal removes the capped run that became terminal first.
-func (s *store) evictOldestTerminal() bool {
+// evictOldestTerminal removes the capped run that became terminal first,
+// unless refresh gen (non-zero) added it.
+func (s *store) evictOldestTerminal(gen uint64) bool {
 	for len(s.finished) > 0 {
 		id := s.finished[0]
-		s.finished[0] = ""
-		s.finished = s.finished[1:]
-		if r, ok := s.runs[id]; ok && cappedOnly(r.sources) && !r.terminalSince.IsZero() {
+		r, ok := s.runs[id]
+		if ok && cappedOnly(r.sources) && !r.terminalSince.IsZero() {
+			if gen != 0 && r.addedGen == gen {
+				return false
+			}
+			s.finished[0] = ""
+			s.finished = s.finished[1:]
 			s.delete(id)
 			return true
 		}
+		s.finished[0] = ""
+		s.finished = s.finished[1:]
 	}
 	s.compactQueue()
 	return false
 }
 
+// evictLastFinished removes the capped run that became terminal last:
+// within a refresh reading the newest rows first, the oldest of them.
+func (s *store) evictLastFinished() bool {
+	for n := len(s.finished); n > 0; n = len(s.finished) {
+		id := s.finished[n-1]
+		s.finished = s.finished[:n-1]
+		if r, ok := s.runs[id]; ok && cappedOnly(r.sources) && !r.terminalSince.IsZero() {
+			s.delete(id)
+			return true
+		}
+	}
+	return false
+}
+
 // evictOldestUnfinished removes the capped run created first (or, for runs
-// not fetched yet, any such run).
-func (s *store) evictOldestUnfinished() {
+// not fetched yet, any such run), unless refresh gen (non-zero) added it.
+func (s *store) evictOldestUnfinished(gen uint64) bool {
 	var oldestID string
 	var oldest time.Time
 	for id, r := range s.runs {
-		if !cappedOnly(r.sources) {
+		if !cappedOnly(r.sources) || gen != 0 && r.addedGen == gen {
 			continue
 		}
 		if oldestID == "" || r.run.CreatedAt.Before(oldest) {
 			oldestID, oldest = id, r.run.CreatedAt
 		}
 	}
-	if oldestID != "" {
-		s.delete(oldestID)
+	if oldestID == "" {
+		return false
 	}
+	s.delete(oldestID)
+	return true
 }
 
 // expire removes capped runs terminal for longer than retention. The
@@ -298,4 +395,15 @@ func (f shardFilter) keeps(id string) bool {
 	h := fnv.New32a()
 	h.Write([]byte(id))
 	return h.Sum32()%f.total == f.shard
+}
+
+// nKnown counts the runs whose values are known.
+func (s *store) nKnown() int {
+	n := 0
+	for _, r := range s.runs {
+		if r.known {
+			n++
+		}
+	}
+	return n
 }

@@ -10,7 +10,7 @@ func TestStoreUnlistingKeepsTheCap(t *testing.T) {
 	now := time.Now()
 	for i := range 3 {
 		id := runID(i)
-		s.add(id, SourceStatic|SourceDiscovered)
+		s.add(id, SourceStatic|SourceDiscovered, 0)
 		s.markTerminal(id, s.runs[id], now.Add(time.Duration(i)*time.Minute))
 	}
 	if s.nCapped != 0 {
@@ -31,9 +31,9 @@ func TestStoreExpiresRequeuedRunsOnTime(t *testing.T) {
 	s := newStore(100, shardFilter{})
 	t0 := time.Now()
 	late, early := runID(1), runID(2)
-	s.add(late, SourceDiscovered)
+	s.add(late, SourceDiscovered, 0)
 	s.markTerminal(late, s.runs[late], t0.Add(30*time.Minute))
-	s.add(early, SourceDiscovered|SourceStatic)
+	s.add(early, SourceDiscovered|SourceStatic, 0)
 	s.markTerminal(early, s.runs[early], t0)
 	s.removeSource(early, SourceStatic) // queued after late, though it finished first
 	s.expire(t0.Add(61*time.Minute), time.Hour)

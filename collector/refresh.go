@@ -1,0 +1,446 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/go-kit/log/level"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dify-exporter/dify_exporter/client"
+)
+
+// refreshState collects the outcome of one refresh.
+type refreshState struct {
+	mu          sync.Mutex
+	answered    bool  // some request got an answer proving the key works
+	refused     error // the key or app was refused
+	unreachable bool
+	lastErr     error
+}
+
+func (s *refreshState) record(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		s.answered = true
+		return
+	}
+	switch kind := client.KindOf(err); {
+	case kind == client.KindNotFound:
+		s.answered = true // a 404 on a run still proves the key
+		return
+	case refusal(kind):
+		if s.refused == nil {
+			s.refused = err
+		}
+	case kind == client.KindUnreachable:
+		s.unreachable = true
+	}
+	s.lastErr = err
+}
+
+// failed reports whether the rest of the refresh is pointless.
+func (s *refreshState) failed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused != nil || s.unreachable
+}
+
+// view is the app's health as this refresh has found it so far.
+func (s *refreshState) view() (up bool, lastErr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.refused != nil:
+		lastErr = s.refused.Error()
+	case s.lastErr != nil:
+		lastErr = s.lastErr.Error()
+	}
+	return s.answered && s.refused == nil, lastErr
+}
+
+// refusal reports whether Dify refused the key or the app itself.
+func refusal(k client.Kind) bool {
+	switch k {
+	case client.KindUnauthorized, client.KindForbidden, client.KindNotWorkflowApp, client.KindAppUnavailable:
+		return true
+	}
+	return false
+}
+
+// abandon reports whether the rest of the refresh is pointless: the key or
+// app was refused, or the API cannot be reached (after the retries).
+func abandon(err error) bool {
+	k := client.KindOf(err)
+	return refusal(k) || k == client.KindUnreachable
+}
+
+// errAbandoned cancels a refresh's remaining calls once one shows that
+// they would all fail.
+var errAbandoned = errors.New("refresh abandoned")
+
+// refresh brings the app's runs up to date, within ctx's deadline.
+func (a *App) refresh(ctx context.Context) {
+	start := a.now()
+	st := &refreshState{}
+	a.mu.Lock()
+	cfg := a.cfg
+	a.gen++
+	gen := a.gen
+	a.inflight = st
+	needInfo := a.infoAt.IsZero() || start.Sub(a.infoAt) > infoRefresh
+	needServer := a.server.at.IsZero() || start.Sub(a.server.at) > infoRefresh
+	a.mu.Unlock()
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	if needServer {
+		a.probeServer(ctx, cfg, st)
+	}
+	if needInfo && !st.failed() {
+		a.fetchInfo(ctx, cfg, st)
+	}
+	a.mu.Lock()
+	caps := capabilitiesOf(a.server.release, a.info.Mode)
+	discovery := cfg.Discovery && caps.vis != noLogs
+	p := a.plan(start, discovery, caps)
+	a.mu.Unlock()
+
+	logsRead := false
+	if discovery && !st.failed() {
+		logsRead = a.readLogs(ctx, cfg, gen, st, caps, p.coverFrom)
+	}
+	a.mu.Lock()
+	toFetch := a.afterLogs(p, gen, logsRead && caps.vis == logsAtFinish)
+	a.mu.Unlock()
+	// Something must prove the key works each refresh: when neither the
+	// logs nor any run are asked for, /info is.
+	if !needInfo && !discovery && len(toFetch) == 0 {
+		a.fetchInfo(ctx, cfg, st)
+	}
+	if st.failed() {
+		cancel(errAbandoned) // the runs are marked stale, not fetched
+	}
+	a.fetchRuns(ctx, cancel, cfg, gen, toFetch, st, caps)
+	a.resolveVersions()
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.store.expire(a.now(), cfg.Retention)
+	if a.tz.endRefresh() {
+		level.Warn(a.logger).Log("msg", "Dify's times are shifted: correcting them", "offset", a.timeOffset(), "why", a.timeOffsetNote())
+	}
+	a.publish(st, gen, false)
+	a.lastDur = a.now().Sub(start)
+	a.inflight = nil
+}
+
+// probeServer reads Dify's release (GET /v1/, no key needed) and clock.
+func (a *App) probeServer(ctx context.Context, cfg AppConfig, st *refreshState) {
+	s, err := cfg.API.Server(ctx)
+	a.countError(err)
+	if client.KindOf(err) == client.KindUnreachable {
+		st.record(err) // nothing else will get through either
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		return // a proxy may hide /v1/: the release stays unknown
+	}
+	a.observeDate(s.Date, a.now())
+	a.server.at = a.now()
+	if s.ServerVersion != a.server.version {
+		a.server.version, a.server.release = s.ServerVersion, parseRelease(s.ServerVersion)
+		level.Info(a.logger).Log("msg", "Dify server", "version", s.ServerVersion)
+	}
+}
+
+// fetchInfo reads GET /v1/info, which also proves the key.
+func (a *App) fetchInfo(ctx context.Context, cfg AppConfig, st *refreshState) {
+	info, err := cfg.API.Info(ctx)
+	a.countError(err)
+	st.record(err)
+	if err != nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.info, a.infoAt = info, a.now()
+	caps := capabilitiesOf(a.server.release, info.Mode)
+	if note := caps.note(a.server.release, info.Mode, a.cfg.Discovery); note != a.server.note {
+		a.server.note = note
+		if note != "" {
+			level.Warn(a.logger).Log("msg", "Discovery is limited", "why", note)
+		}
+	}
+}
+
+// plan hands the planner what the app knows. Call with a.mu held.
+func (a *App) plan(now time.Time, discovery bool, caps capabilities) plan {
+	in := planInput{vis: caps.vis, discovery: discovery, now: now, pageSize: logsPageSize, rowsFrom: a.rows.rowsFrom}
+	// Discovery reads down to the newest row seen, less the overlap.
+	in.windowFrom = a.logs.newest.Add(-2 * logsOverlap).UnixNano()
+	if a.logs.watermark.IsZero() {
+		in.windowFrom = 0
+	}
+	asked := make(map[string]bool)
+	for id, r := range a.store.runs {
+		if !r.unfinished() {
+			continue
+		}
+		// Of discovered runs waiting for their version's workflow ID,
+		// one detail call per version is enough: resolveVersions
+		// completes the others.
+		if !r.known && r.version != "" {
+			if asked[r.version] {
+				continue
+			}
+			asked[r.version] = true
+		}
+		in.runs = append(in.runs, candidate{id: id, known: r.known, inLogs: r.loggedAt != 0, loggedAt: r.loggedAt,
+			refreshedAt: r.refreshedAt, recheckAt: r.recheckAt})
+	}
+	p := makePlan(in)
+	// Runs the cap left untracked are counted when their row shows them
+	// finished: read down to them too, while that stays cheap.
+	if oldest := a.store.oldestPending(); discovery && caps.vis == logsAtStart && oldest != 0 && (p.coverFrom == 0 || oldest < p.coverFrom) {
+		if n, ok := a.rows.rowsFrom(oldest); ok && n <= maxPendingCover*logsPageSize {
+			p.coverFrom = oldest
+		}
+	}
+	return p
+}
+
+// maxPendingCover bounds the log pages read for untracked runs.
+const maxPendingCover = 20
+
+// afterLogs lists the detail calls left once the logs are read: the
+// planner's, covered runs the logs did not refresh, and runs the logs
+// brought in without their workflow ID (one per workflow version). Call
+// with a.mu held.
+func (a *App) afterLogs(p plan, gen uint64, unfinishedConfirmed bool) []string {
+	ids := p.detail
+	planned := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		planned[id] = true
+	}
+	for _, id := range p.covered {
+		if r, ok := a.store.runs[id]; ok && r.unfinished() && r.freshAt != gen {
+			ids = append(ids, id)
+		}
+	}
+	asked := make(map[string]bool)
+	for id, r := range a.store.runs {
+		if r.known || r.gone || r.addedGen != gen || planned[id] {
+			continue
+		}
+		if r.version != "" {
+			if asked[r.version] {
+				continue
+			}
+			asked[r.version] = true
+		}
+		ids = append(ids, id)
+	}
+	if unfinishedConfirmed {
+		// The logs were read to the end without these runs' rows: they
+		// have not finished, and their numbers do not change before.
+		now := a.now()
+		for _, r := range a.store.runs {
+			if r.known && r.unfinished() && r.freshAt != gen {
+				r.refreshedAt, r.stale, r.freshAt = now, false, gen
+			}
+		}
+	}
+	// A run the logs refreshed needs no call.
+	kept := ids[:0]
+	for _, id := range ids {
+		if r, ok := a.store.runs[id]; ok && r.unfinished() && (r.freshAt != gen || !r.known) {
+			kept = append(kept, id)
+		}
+	}
+	return kept
+}
+
+// publish makes a refresh's outcome visible. Call with a.mu held. A
+// provisional view is one taken at a scrape's deadline while the refresh
+// goes on: runs not refreshed yet count as stale.
+func (a *App) publish(st *refreshState, gen uint64, provisional bool) {
+	prevErr := a.lastErr
+	a.up, a.lastErr = st.view()
+	now := a.now()
+	a.stale, a.oldest = 0, 0
+	for _, r := range a.store.runs {
+		if provisional && r.known && r.unfinished() && r.freshAt != gen {
+			a.stale++
+		} else if r.stale {
+			a.stale++
+		}
+		if r.known && r.unfinished() && !r.refreshedAt.IsZero() {
+			a.oldest = max(a.oldest, now.Sub(r.refreshedAt))
+		}
+	}
+	if provisional {
+		if a.lastErr == "" {
+			a.lastErr = "refresh still running at the scrape's deadline"
+		}
+		return
+	}
+	a.refreshd = true
+	// Log when a failure starts, changes or ends, not on every scrape.
+	switch {
+	case a.lastErr != "" && a.lastErr != prevErr:
+		msg := "Refresh failed; serving last good values"
+		if a.store.nKnown() == 0 {
+			msg = "Refresh failed; no values to serve yet"
+		}
+		level.Warn(a.logger).Log("msg", msg, "up", a.up, "err", a.lastErr)
+	case a.lastErr == "" && prevErr != "":
+		level.Info(a.logger).Log("msg", "Refresh recovered")
+	case a.lastErr != "":
+		level.Debug(a.logger).Log("msg", "Refresh still failing", "err", a.lastErr)
+	}
+}
+
+// checkpoint publishes the running refresh's view for a scrape whose
+// deadline has come: a hanging Dify is not reported healthy because a
+// longer refresh is still waiting on it.
+func (a *App) checkpoint() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.inflight != nil {
+		a.publish(a.inflight, a.gen, true)
+	}
+}
+
+// fetchRuns fetches run details with bounded concurrency, in the order
+// given. A refused key or an unreachable API cancels the rest: every
+// other call would fail too.
+func (a *App) fetchRuns(ctx context.Context, cancel context.CancelCauseFunc, cfg AppConfig, gen uint64, ids []string, st *refreshState, caps capabilities) {
+	var g errgroup.Group
+	g.SetLimit(cfg.Concurrency)
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			a.skip(ctx, id)
+			continue
+		}
+		g.Go(func() error {
+			if ctx.Err() != nil {
+				a.skip(ctx, id)
+				return nil
+			}
+			run, err := cfg.API.Run(ctx, id)
+			if err != nil && context.Cause(ctx) == errAbandoned {
+				a.skip(ctx, id)
+				return nil
+			}
+			st.record(err)
+			a.countError(err)
+			if abandon(err) {
+				cancel(errAbandoned)
+			}
+			a.apply(id, run, err, gen, caps)
+			return nil
+		})
+	}
+	g.Wait() //nolint:errcheck // the goroutines return no errors
+}
+
+// skip marks a run that this refresh could not fetch. Runs skipped for
+// lack of time are counted as timeouts; those skipped because the refresh
+// was abandoned are not (its cause is counted once).
+func (a *App) skip(ctx context.Context, id string) {
+	if context.Cause(ctx) != errAbandoned {
+		a.counters.runErrors.WithLabelValues(a.name, client.KindTimeout.String()).Inc()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if r, ok := a.store.runs[id]; ok && r.known {
+		r.stale = true
+	}
+}
+
+// apply stores the outcome of fetching one run.
+func (a *App) apply(id string, run client.Run, err error, gen uint64, caps capabilities) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r, ok := a.store.runs[id]
+	if !ok {
+		return // removed meanwhile
+	}
+	if err != nil {
+		if client.KindOf(err) == client.KindNotFound {
+			a.store.drop(id, r)
+			return
+		}
+		r.stale = r.known
+		return
+	}
+	if r.version != "" && run.WorkflowID != "" {
+		a.versions[r.version] = run.WorkflowID
+	}
+	a.update(id, r, run, gen)
+	if caps.vis == logsAtFinish && !run.Status.Terminal() {
+		r.recheckAt = a.now().Add(nextRecheck(r.rechecks))
+		r.rechecks = min(r.rechecks+1, 8)
+	}
+}
+
+// resolveVersions completes discovered runs whose workflow version was
+// learnt from another run's detail call this refresh.
+func (a *App) resolveVersions() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range a.store.runs {
+		if r.known || r.gone || r.version == "" {
+			continue
+		}
+		if wf, ok := a.versions[r.version]; ok {
+			r.run.WorkflowID, r.known = wf, true
+		}
+	}
+}
+
+// update moves a tracked run to new values and counts its finish. Call
+// with a.mu held.
+func (a *App) update(id string, r *trackedRun, run client.Run, gen uint64) {
+	prev := r.run.Status
+	run.ID = id
+	if run.WorkflowID != "" {
+		run.WorkflowID = a.intern(run.WorkflowID)
+	}
+	r.run = run
+	r.known = run.WorkflowID != "" || r.known
+	r.stale = false
+	r.freshAt = gen
+	r.refreshedAt = a.now()
+	a.store.verified(r)
+	if !run.Status.Known() && prev != run.Status {
+		a.counters.runErrors.WithLabelValues(a.name, "unknown_status").Inc()
+	}
+	if !run.Status.Terminal() {
+		r.countable = true
+		return
+	}
+	if !r.terminalSince.IsZero() {
+		return // already seen terminal (and counted if it was to be)
+	}
+	a.store.markTerminal(id, r, a.now())
+	// Count only finishes that happen while the exporter watches, judged
+	// by what it saw, not by Dify's clock (which may be off by hours).
+	if r.countable {
+		a.countFinish(run)
+		r.countable = false
+	}
+}
+
+// countFinish counts one run seen reaching a terminal status.
+func (a *App) countFinish(run client.Run) {
+	a.counters.runsFinished.WithLabelValues(a.name, string(run.Status)).Inc()
+	a.counters.tokens.WithLabelValues(a.name).Add(float64(run.TotalTokens))
+	a.counters.duration.WithLabelValues(a.name).Observe(run.Elapsed.Seconds())
+}
