@@ -51,10 +51,11 @@ func (e *offsetEstimator) observe(served, seen time.Time) {
 	if e.fixed || served.IsZero() {
 		return
 	}
+	// lag is the shift plus the event's delay, which is never negative:
+	// the smallest lag is the least delayed event's, whatever the sign
+	// of the shift.
 	lag := seen.Sub(served)
-	// The freshest event has the smallest delay whatever the sign of the
-	// shift, so keep the sample nearest to the current belief.
-	if !e.hasLag || (lag-e.offset).Abs() < (e.lag-e.offset).Abs() {
+	if !e.hasLag || lag < e.lag {
 		e.lag, e.hasLag = lag, true
 	}
 }
@@ -81,14 +82,6 @@ func (e *offsetEstimator) endRefresh() bool {
 		return changed
 	}
 	return false
-}
-
-// correct moves a served time onto the exporter's clock.
-func (e *offsetEstimator) correct(t time.Time) time.Time {
-	if t.IsZero() {
-		return t
-	}
-	return t.Add(e.offset)
 }
 
 const (
