@@ -104,9 +104,9 @@ var versions = strings.Fields("0.8.1 1.0.0 1.1.3 1.3.0 1.3.1 1.6.0 1.7.0 1.9.1 1
 // Sets of versions (space-separated), named by what the Corrections say.
 const (
 	vAll         = "0.8.1 1.0.0 1.1.3 1.3.0 1.3.1 1.6.0 1.7.0 1.9.1 1.10.1 1.11.0 1.12.1 1.13.0 1.13.1 1.14.1"
-	vPySpacing   = "0.8.1 1.0.0 1.1.3 1.3.0 1.3.1 1.6.0"                        // flask_restful JSON style
-	vChallenge   = "1.9.1 1.10.1 1.11.0 1.12.1 1.13.0 1.13.1 1.14.1"            // WWW-Authenticate (flask-restx, 1.8.0)
-	vLogsAbsent  = "0.8.1"                                                      // /workflows/logs from 0.8.2
+	vPySpacing   = "0.8.1 1.0.0 1.1.3 1.3.0 1.3.1 1.6.0"             // flask_restful JSON style
+	vChallenge   = "1.9.1 1.10.1 1.11.0 1.12.1 1.13.0 1.13.1 1.14.1" // WWW-Authenticate (flask-restx, 1.8.0)
+	vLogsAbsent  = "0.8.1"                                           // /workflows/logs from 0.8.2
 	vLogsPresent = "1.0.0 1.1.3 1.3.0 1.3.1 1.6.0 1.7.0 1.9.1 1.10.1 1.11.0 1.12.1 1.13.0 1.13.1 1.14.1"
 	vAtFinish    = "1.0.0 1.1.3 1.3.0 1.3.1 1.6.0 1.7.0 1.9.1 1.10.1" // log row written at finish (with a logs route)
 	vAtStart     = "1.11.0 1.12.1 1.13.0 1.13.1 1.14.1"
