@@ -295,7 +295,10 @@ func (q *logsQuery) match(l *logRec, like string) bool {
 	return true
 }
 
-var appRun = "app-run"
+var (
+	appRun = "app-run"
+	counts = [2]int{0, 1} // shared exceptions_count values, never written
+)
 
 // logEntry renders a row, reading its run row live (a join).
 func (s *Server) logEntry(a *appState, l *logRec) logJSON {
@@ -309,11 +312,10 @@ func (s *Server) logEntry(a *appState, l *logRec) logJSON {
 			CreatedAt: s.unix(r.CreatedAt), FinishedAt: s.unixOrNull(w.finishedAt),
 		}
 		if b.exceptions {
-			n := 0
+			e.WorkflowRun.ExceptionsCount = &counts[0]
 			if w.status == "partial-succeeded" {
-				n = 1
+				e.WorkflowRun.ExceptionsCount = &counts[1]
 			}
-			e.WorkflowRun.ExceptionsCount = &n
 		}
 		if b.triggeredFrom {
 			e.WorkflowRun.TriggeredFrom = &appRun
