@@ -438,6 +438,7 @@ func TestTimeouts(t *testing.T) {
 
 func TestRequestHeaders(t *testing.T) {
 	s := newServer(t)
+	s.SetServerVersion("1.13.0-fix1")
 	c, obs := newClient(t, s, wfKey, nil)
 	ctx := context.Background()
 	if _, err := c.Run(ctx, runID); err != nil {
@@ -457,8 +458,8 @@ func TestRequestHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if srv.ServerVersion != "1.16.0" {
-		t.Errorf("Server = %+v, want version 1.16.0", srv)
+	if srv.ServerVersion != "1.13.0-fix1" {
+		t.Errorf("Server = %+v, want version 1.13.0-fix1", srv)
 	}
 	for _, ep := range []difytest.Endpoint{difytest.EndpointRun, difytest.EndpointLogs, difytest.EndpointInfo, difytest.EndpointIndex} {
 		r := s.LastRequest(ep)
@@ -527,13 +528,16 @@ func TestInfoEras(t *testing.T) {
 	noSecrets(t, "error", err.Error())
 }
 
-func TestRunAcrossEras(t *testing.T) {
+// releases covers every era of the run-detail endpoint and every change
+// of the logs the client reads (dify-api.md "Corrections").
+var releases = strings.Fields("0.8.1 1.0.0 1.1.3 1.3.0 1.3.1 1.6.0 1.7.0 1.9.1 1.10.1 1.11.0 1.12.1 1.13.0 1.13.1 1.14.1")
+
+func TestRunAcrossReleases(t *testing.T) {
 	running := "0c0b8a3e-3a57-4b8e-9d3c-2f1d7e6a5b41"
-	eras := []difytest.Era{difytest.EraNewest, difytest.EraD, difytest.EraC, difytest.EraB, difytest.EraA}
-	for _, era := range eras {
-		t.Run(era.String(), func(t *testing.T) {
+	for _, v := range releases {
+		t.Run(v, func(t *testing.T) {
 			s := newServer(t)
-			s.SetEra(era)
+			s.SetServerVersion(v)
 			s.PutRun(wfKey, difytest.Run{
 				ID: strings.ToUpper(running), WorkflowID: wfID, Status: "paused",
 				Inputs:     map[string]any{"q": secretInput, "nested": map[string]any{"x": secretInput}},
@@ -554,20 +558,28 @@ func TestRunAcrossEras(t *testing.T) {
 			if err != nil || got != wantRun {
 				t.Errorf("Run(upper) = %+v, %v; want %+v", got, err, wantRun)
 			}
-			// A paused run: finished_at null, outputs {} or a string.
+			// A paused run: finished_at null, outputs {} or a string; Dify
+			// keeps its tokens and steps with elapsed_time 0.
 			got, err = c.Run(ctx, running)
 			if err != nil {
 				t.Fatalf("Run(paused): %v", err)
 			}
-			want := client.Run{ID: running, WorkflowID: wfID, Status: client.StatusPaused, TotalSteps: 2, TotalTokens: 40,
-				Elapsed: 500 * time.Millisecond, CreatedAt: t0}
+			want := client.Run{ID: running, WorkflowID: wfID, Status: client.StatusPaused, TotalSteps: 2, TotalTokens: 40, CreatedAt: t0}
 			if got != want {
 				t.Errorf("Run(paused) =\n %+v, want\n %+v", got, want)
 			}
-			if !got.FinishedAt.IsZero() {
-				t.Errorf("FinishedAt = %v, want zero for an unfinished run", got.FinishedAt)
-			}
 			noSecrets(t, "run", fmt.Sprintf("%+v %#v", got, got))
+
+			// An unknown run: not found, except on 1.13.0, whose uncaught
+			// error is a 500 (a server error, retried).
+			_, err = c.Run(ctx, unknown)
+			wantKind := client.KindNotFound
+			if v == "1.13.0" {
+				wantKind = client.KindServerError
+			}
+			if k := client.KindOf(err); k != wantKind {
+				t.Errorf("Run(unknown): kind %v (%v), want %v", k, err, wantKind)
+			}
 		})
 	}
 }
@@ -776,11 +788,16 @@ func TestWorkflowLogsQuery(t *testing.T) {
 }
 
 func TestWorkflowLogsDecodeAndPaging(t *testing.T) {
-	for _, era := range []difytest.Era{difytest.EraNewest, difytest.EraD, difytest.EraC, difytest.EraB, difytest.EraA} {
-		t.Run(era.String(), func(t *testing.T) {
+	// Releases up to 1.10.1 write a run's log row when it finishes (dated
+	// then); later ones when it starts, so the running run is listed too.
+	atFinish := strings.Fields("1.1.3 1.3.0 1.6.0 1.7.0 1.9.1 1.10.1")
+	atStart := strings.Fields("1.11.0 1.12.1 1.13.0 1.13.1 1.14.1")
+	for _, v := range append(atFinish, atStart...) {
+		t.Run(v, func(t *testing.T) {
+			listsRunning := slices.Contains(atStart, v)
 			s := difytest.NewServer()
 			t.Cleanup(s.Close)
-			s.SetEra(era)
+			s.SetServerVersion(v)
 			s.AddApp(wfKey, difytest.App{Name: "W", Mode: "workflow"})
 			var ids []string
 			for i := range 5 {
@@ -800,26 +817,37 @@ func TestWorkflowLogsDecodeAndPaging(t *testing.T) {
 			}
 			c, _ := newClient(t, s, wfKey, nil)
 			ctx := context.Background()
+			logged := func(i int) time.Time { // the log row's time
+				if listsRunning {
+					return t0.Add(time.Duration(i) * time.Minute)
+				}
+				return t0.Add(time.Duration(i)*time.Minute + 2*time.Second)
+			}
+			total := 4
+			if listsRunning {
+				total = 5
+			}
 
 			p, err := c.WorkflowLogs(ctx, client.LogsQuery{Page: 1, Limit: 2})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.Page != 1 || p.Limit != 2 || p.Total != 5 || !p.HasMore || len(p.Entries) != 2 {
+			if p.Page != 1 || p.Limit != 2 || p.Total != total || !p.HasMore || len(p.Entries) != 2 {
 				t.Fatalf("page 1 = %+v", p)
 			}
-			// Newest first: run 4 (running), then run 3.
 			e := p.Entries[0]
-			want4 := client.Run{ID: ids[4], WorkflowID: "", Status: client.StatusRunning, TotalSteps: 5, TotalTokens: 500,
-				Elapsed: 1250 * time.Millisecond, CreatedAt: t0.Add(4 * time.Minute)}
-			if e.Run != want4 || e.Version != "2025-01-16 12:00:00.000000" || !e.LoggedAt.Equal(t0.Add(4*time.Minute)) {
-				t.Errorf("entry 0 = %+v, want run %+v", e, want4)
+			if listsRunning {
+				// Newest first: run 4 (running: no numbers yet), then run 3.
+				want4 := client.Run{ID: ids[4], WorkflowID: "", Status: client.StatusRunning, CreatedAt: t0.Add(4 * time.Minute)}
+				if e.Run != want4 || e.Version != "2025-01-16 12:00:00.000000" || !e.LoggedAt.Equal(logged(4)) {
+					t.Errorf("entry 0 = %+v, want run %+v", e, want4)
+				}
+				e = p.Entries[1]
 			}
-			e = p.Entries[1]
 			want3 := client.Run{ID: ids[3], Status: client.StatusSucceeded, TotalSteps: 4, TotalTokens: 400,
 				Elapsed: time.Second, CreatedAt: t0.Add(3 * time.Minute), FinishedAt: t0.Add(3*time.Minute + 2*time.Second)}
-			if e.Run != want3 || e.Version != "draft" || !e.LoggedAt.Equal(t0.Add(3*time.Minute)) {
-				t.Errorf("entry 1 = %+v, want run %+v", e, want3)
+			if e.Run != want3 || e.Version != "draft" || !e.LoggedAt.Equal(logged(3)) {
+				t.Errorf("entry for run 3 = %+v, want run %+v logged at %v", e, want3, logged(3))
 			}
 			for _, e := range p.Entries {
 				if e.Run.ID != strings.ToLower(e.Run.ID) {
@@ -828,20 +856,20 @@ func TestWorkflowLogsDecodeAndPaging(t *testing.T) {
 			}
 			noSecrets(t, "log page", fmt.Sprintf("%+v", p))
 
-			p, err = c.WorkflowLogs(ctx, client.LogsQuery{Page: 3, Limit: 2})
+			p, err = c.WorkflowLogs(ctx, client.LogsQuery{Page: (total + 1) / 2, Limit: 2})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.Page != 3 || p.Total != 5 || p.HasMore || len(p.Entries) != 1 || p.Entries[0].Run.ID != ids[0] {
-				t.Errorf("page 3 = %+v", p)
+			if p.Total != total || p.HasMore || len(p.Entries) != 2-total%2 || p.Entries[len(p.Entries)-1].Run.ID != ids[0] {
+				t.Errorf("last page = %+v", p)
 			}
 
 			// created_at__after is inclusive and filters on the log time.
-			p, err = c.WorkflowLogs(ctx, client.LogsQuery{CreatedAfter: t0.Add(3 * time.Minute), Limit: 100})
+			p, err = c.WorkflowLogs(ctx, client.LogsQuery{CreatedAfter: logged(3), Limit: 100})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.Total != 2 || len(p.Entries) != 2 || p.Entries[1].Run.ID != ids[3] {
+			if p.Total != total-3 || len(p.Entries) != total-3 || p.Entries[len(p.Entries)-1].Run.ID != ids[3] {
 				t.Errorf("after run 3: %+v", p)
 			}
 		})
@@ -851,20 +879,23 @@ func TestWorkflowLogsDecodeAndPaging(t *testing.T) {
 func TestWorkflowLogsErrors(t *testing.T) {
 	s := newServer(t)
 	c, _ := newClient(t, s, chatKey, nil)
+	// No release checks the app mode: a chat key gets an empty list.
+	for _, v := range releases[1:] {
+		s.SetServerVersion(v)
+		p, err := c.WorkflowLogs(context.Background(), client.LogsQuery{})
+		if err != nil || len(p.Entries) != 0 || p.Total != 0 {
+			t.Errorf("chat key, %s: %+v, %v", v, p, err)
+		}
+	}
+	// Before 0.8.2 there is no logs route: Flask's 404 for an unknown URL.
+	s.SetServerVersion("0.8.1")
 	_, err := c.WorkflowLogs(context.Background(), client.LogsQuery{})
 	e := asError(t, err)
-	if e.Kind != client.KindNotWorkflowApp || e.Endpoint != client.EndpointLogs || !strings.Contains(err.Error(), "dify logs") ||
-		!strings.Contains(err.Error(), "not_workflow_app") {
-		t.Errorf("chat key, newest: %v (%v)", err, e.Kind)
+	if e.Kind != client.KindNotFound || e.Endpoint != client.EndpointLogs || e.Status != 404 || !strings.Contains(err.Error(), "dify logs") {
+		t.Errorf("0.8.1: %v (%v)", err, e.Kind)
 	}
 	noSecrets(t, "error", err.Error())
-
-	// Older eras answer any key, with an empty list for a chat app.
-	s.SetEra(difytest.EraD)
-	p, err := c.WorkflowLogs(context.Background(), client.LogsQuery{})
-	if err != nil || len(p.Entries) != 0 || p.Total != 0 {
-		t.Errorf("chat key, era D: %+v, %v", p, err)
-	}
+	s.SetServerVersion(difytest.DefaultVersion)
 
 	// A log row whose run id is not a UUID spoils the page.
 	s.SetFault(difytest.EndpointLogs, difytest.Fault{Status: 200,
@@ -876,9 +907,21 @@ func TestWorkflowLogsErrors(t *testing.T) {
 	// Rows with a null workflow_run are skipped.
 	s.SetFault(difytest.EndpointLogs, difytest.Fault{Status: 200,
 		Body: `{"page":1,"limit":20,"total":2,"has_more":false,"data":[{"workflow_run":null,"created_at":1705407629},{"workflow_run":{"id":"` + runID + `","status":"failed"},"created_at":1705407629}]}`})
-	p, err = c.WorkflowLogs(context.Background(), client.LogsQuery{})
+	p, err := c.WorkflowLogs(context.Background(), client.LogsQuery{})
 	if err != nil || len(p.Entries) != 1 || p.Entries[0].Run.ID != runID || p.Entries[0].Run.Status != client.StatusFailed {
 		t.Errorf("null workflow_run: %+v, %v", p, err)
+	}
+
+	// And as the simulated Dify serves it: a log row whose run row is gone.
+	s.ClearFaults()
+	s.AddApp(wfKey, difytest.App{Name: "Translator", Mode: "workflow"})
+	gone := difytest.NewRunID()
+	s.PutRun(wfKey, difytest.Run{ID: gone, Status: "succeeded", CreatedAt: t0.Add(time.Minute), FinishedAt: t0.Add(time.Minute)})
+	s.DeleteRunKeepLog(wfKey, gone)
+	c, _ = newClient(t, s, wfKey, nil)
+	p, err = c.WorkflowLogs(context.Background(), client.LogsQuery{})
+	if err != nil || p.Total != 2 || len(p.Entries) != 1 || p.Entries[0].Run.ID != runID {
+		t.Errorf("orphan log row: %+v, %v", p, err)
 	}
 }
 

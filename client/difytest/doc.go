@@ -11,12 +11,64 @@
 //	GET /health                       the API server's health probe (outside /v1)
 //
 // Behaviour, JSON shapes and error bodies follow the project's reference
-// /work/shared/dify-api.md (§1 run detail, §2a logs, §3 identity endpoints,
-// §4 error envelope), including how they changed across Dify versions: see
-// [Era]. The JSON is written the way Dify writes it (for example, a run's
-// inputs are a Python json.dumps string, timestamps are Unix seconds or, on
-// the oldest servers, RFC-822 strings), independently of the exporter's own
-// client package, so that the two can check each other.
+// /work/shared/dify-api.md (its "Corrections" section first), release by
+// release: [Server.SetServerVersion] selects a Dify version (default
+// [DefaultVersion]), which GET /v1/ and X-Version report; [Era] names a
+// representative release of each stretch of the run-detail endpoint. The
+// JSON is written the way Dify writes it (a run's inputs are a Python
+// json.dumps string, timestamps Unix seconds or RFC-822 strings),
+// independently of the exporter's client package, so that the two can
+// check each other.
+//
+// What changes by release:
+//
+//	release            unknown run            times    outputs  lookup
+//	0.6.15–1.1.3  (A)  200, every field null  RFC-822  string   any run; workflow keys only
+//	1.2.0–1.6.0   (B)  200, every field null  int      string   any run; advanced-chat from 1.3.1
+//	1.7.0–1.12.1  (C)  200, every field null  int      string   the key's app
+//	1.13.0             500 (uncaught)         int      object   the key's app
+//	1.13.1–1.13.3 (D)  404 not_found          int      object   the key's app
+//	1.14.0–       (E)  404 not_found          int      object   the key's app
+//
+// And:
+//
+//   - The all-null body has total_steps/total_tokens 0 in 1.0.0–1.7.x
+//     (flask_restful's fields.Integer), null otherwise.
+//   - flask_restful releases (before 1.7.0 here) write JSON with Python's
+//     json.dumps spacing ({"code": "unauthorized", ...}); later ones
+//     compact JSON. WWW-Authenticate: Bearer realm="api" comes with a
+//     401 from 1.8.0 (flask-restx), and so does "status" in the unhandled
+//     500 body {"message":"Internal Server Error","code":"unknown"} (also
+//     the answer to a run id that is not a UUID).
+//   - /info has only name and description before 1.2.0.
+//   - GET /workflows/logs exists from 0.8.2 (before, Flask's JSON 404);
+//     created_at__before/__after are ignored before 1.0.1 (the whole
+//     history, newest first), the session and account filters before
+//     1.5.0; exceptions_count from 0.14.0; triggered_from and details
+//     from 1.10.0; created_by_end_user.type is "service_api" before
+//     1.10.0. No release checks the app mode: a chat or chatflow key gets
+//     200 and an empty list.
+//   - Log rows are written at a run's finish up to 1.10.1 (dated then; a
+//     running or paused run is not listed; [Run.NoLogRow] loses one, as a
+//     streaming client that disconnects early does), at its first start
+//     from 1.11.0; never for debugger runs or apps whose mode is not
+//     "workflow". [Server.DeleteRunKeepLog] leaves a row whose
+//     workflow_run is null.
+//   - The run row gets its numbers only at a pause or the end: a running
+//     run reads 0 tokens, 0 steps, elapsed_time 0.0 and finished_at null
+//     (or the tokens and steps of its last pause); a paused run its
+//     tokens and steps, elapsed_time 0 and outputs {}. Log entries and
+//     the run detail read the row live. [Server.Run] returns what was put.
+//   - Rows with equal created_at come in a random order in every answer
+//     ([Server.SetSeed]), as Postgres may return them.
+//   - Runs pause (the Simulator pauses them) only from 1.13.0; the status
+//     "paused" exists from 1.9.2.
+//
+// Time: [Server.SetTimeZone] puts the API process in a zone other than
+// UTC, shifting every served int timestamp as int(naive_utc.timestamp())
+// does, while the database and the logs filter stay in true UTC;
+// [Server.SetClock] sets the Dify host's clock (the Date header of every
+// response, default run times, rows logged at finish).
 //
 // Faults ([Fault]) imitate what sits between the exporter and Dify: latency,
 // hangs, proxy errors, rate limits, truncated or reset connections and huge
@@ -26,25 +78,17 @@
 //
 // Choices where dify-api.md leaves room (or marks a fact UNVERIFIED):
 //
-//   - Log rows are written when a run is first put (Dify's newest
-//     behaviour: at workflow start), only for apps in mode "workflow" (the
-//     advanced-chat pipeline writes none, so a chatflow's logs are empty)
-//     and never for debugger runs.
-//   - The logs route checks the app mode only in EraNewest; older eras
-//     answer any app key.
-//   - The all-null run body of eras A–C has every field null, as
-//     dify-api.md says (flask_restful's fields.Integer would in fact
-//     default total_steps/total_tokens to 0).
-//   - In EraA only the run detail uses RFC-822 times; the logs keep Unix
-//     seconds (TimestampField).
-//   - Eras A and B (flask_restful) write JSON with Python's json.dumps
-//     defaults ({"code": "unauthorized", ...}, as Dify 1.0.1 answered in
-//     langgenius/dify#15706); later eras write compact JSON.
-//   - WWW-Authenticate: Bearer realm="api" is sent on every 401, in every
-//     era.
-//   - A non-UUID run id (Postgres' uuid input syntax decides) is a 500;
-//     upper-case, braced or unhyphenated UUIDs are accepted, as Postgres
-//     does.
+//   - Log rows, once written, follow the release they were written under;
+//     the release decides only how later puts write them.
+//   - A put with a status other than running, scheduled or paused
+//     (including unknown statuses) counts as the end of the run.
+//   - In releases before 1.2.0 only the run detail uses RFC-822 times; the
+//     logs keep Unix seconds (TimestampField).
+//   - A non-UUID run id (Postgres' uuid input syntax decides) is the
+//     unhandled 500; upper-case, braced or unhyphenated UUIDs are
+//     accepted, as Postgres does.
+//   - Filtering the logs by status or keyword joins the run rows, so a row
+//     whose run is gone is listed only without those filters.
 //
 // The package does not import package testing; it is safe for concurrent
 // use.

@@ -3,6 +3,7 @@ package difytest
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"os"
 	"strconv"
@@ -182,18 +183,22 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	writeResp(w, resp)
 }
 
-// restyle writes JSON bodies as the server's era does: flask_restful
-// (eras A and B) serialises with Python's json.dumps defaults, so
+// restyle writes a response as the release does: flask_restful (before
+// 1.7.0) serialises with Python's json.dumps defaults, so
 // {"code": "unauthorized", "message": "Access token is invalid", "status": 401}
-// with spaces and non-ASCII escaped; later eras write compact JSON.
+// with spaces and non-ASCII escaped, later releases write compact JSON;
+// and only flask-restx (1.8.0 on) sends WWW-Authenticate with a 401.
 func (s *Server) restyle(resp response) response {
+	b := s.current()
+	if !b.flaskRestx && resp.header["WWW-Authenticate"] != "" {
+		h := maps.Clone(resp.header)
+		delete(h, "WWW-Authenticate")
+		resp.header = h
+	}
 	if resp.raw || resp.ctype != "application/json" {
 		return resp
 	}
-	s.mu.RLock()
-	era := s.era
-	s.mu.RUnlock()
-	if era == EraA || era == EraB {
+	if b.pySpacing {
 		resp.body = pySpacing(resp.body)
 	}
 	return resp
@@ -228,11 +233,15 @@ func (s *Server) recordLast(ep Endpoint, r *http.Request) {
 
 // answer builds the normal (unfaulted) response.
 func (s *Server) answer(ep Endpoint, runID string, r *http.Request) response {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if ep == EndpointRun && !s.b.runRoute || ep == EndpointLogs && !s.b.logsRoute {
+		// Not yet a route in this release.
+		return errResp(http.StatusNotFound, "not_found", msgNotFoundURL)
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return errResp(http.StatusMethodNotAllowed, "method_not_allowed", msgMethod)
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
 	switch ep {
 	case EndpointIndex:
 		return jsonResp(200, struct {
@@ -296,10 +305,8 @@ func (s *Server) authenticate(r *http.Request) (*appState, response, bool) {
 	return a, response{}, true
 }
 
-func workflowCapable(mode string) bool { return mode == "workflow" || mode == "advanced-chat" }
-
 func (s *Server) info(a *appState) response {
-	if s.era == EraA {
+	if !s.b.fullInfo {
 		return jsonResp(200, struct {
 			Name        string `json:"name"`
 			Description string `json:"description"`
@@ -340,7 +347,7 @@ func (s *Server) parameters(a *appState) response {
 }
 
 // runJSON is the run detail; nil fields are null. Its zero value is the
-// all-null body of eras A–C.
+// all-null body of a run that is not found (before 1.13.0).
 type runJSON struct {
 	ID          any `json:"id"`
 	WorkflowID  any `json:"workflow_id"`
@@ -362,67 +369,83 @@ func nullable(s string) any {
 	return s
 }
 
-func unixOrNull(t time.Time) any {
+// unix is t as the API process serves an int timestamp (see SetTimeZone).
+// Call with s.mu held.
+func (s *Server) unix(t time.Time) int64 { return t.Unix() - s.tz }
+
+// unixOrNull is unix, or null for the zero time.
+func (s *Server) unixOrNull(t time.Time) any {
 	if t.IsZero() {
 		return nil
 	}
-	return t.Unix()
+	return s.unix(t)
+}
+
+// unhandled500 is Flask's answer to an uncaught exception; flask-restx
+// releases add the status.
+func (s *Server) unhandled500() response {
+	if s.b.flaskRestx {
+		return jsonResp(http.StatusInternalServerError, struct {
+			Message string `json:"message"`
+			Code    string `json:"code"`
+			Status  int    `json:"status"`
+		}{"Internal Server Error", "unknown", http.StatusInternalServerError})
+	}
+	return jsonResp(http.StatusInternalServerError, struct {
+		Message string `json:"message"`
+		Code    string `json:"code"`
+	}{"Internal Server Error", "unknown"})
 }
 
 func (s *Server) runDetail(a *appState, id string) response {
-	era := s.era
-	if era == EraA {
-		if a.app.Mode != "workflow" {
-			return errResp(http.StatusBadRequest, "not_workflow_app", msgNotWorkflow)
-		}
-	} else if !workflowCapable(a.app.Mode) {
+	b := &s.b
+	if a.app.Mode != "workflow" && !(b.advancedChat && a.app.Mode == "advanced-chat") {
 		return errResp(http.StatusBadRequest, "not_workflow_app", msgNotWorkflow)
 	}
 	n, ok := parseUUID(id)
 	if !ok {
 		// Postgres rejects the id: an uncaught exception.
-		if era >= EraC {
-			return jsonResp(http.StatusInternalServerError, struct {
-				Message string `json:"message"`
-				Code    string `json:"code"`
-			}{"Internal Server Error", "unknown"})
-		}
-		return errResp(http.StatusInternalServerError, "internal_server_error", msgInternal)
+		return s.unhandled500()
 	}
 	var rec *runRec
-	if era >= EraB {
-		rec = s.global[n]
-	} else {
+	if b.appScoped {
 		rec = a.runs[n]
+	} else {
+		rec = s.global[n]
 	}
 	if rec == nil {
-		if era <= EraD {
+		switch b.unknown {
+		case unknown404:
 			return errResp(http.StatusNotFound, "not_found", msgRunNotFound)
+		case unknown500:
+			return s.unhandled500()
 		}
-		return jsonResp(200, runJSON{})
+		var null runJSON
+		if b.nullCountsZero {
+			null.TotalSteps, null.TotalTokens = 0, 0
+		}
+		return jsonResp(200, null)
 	}
-	r := rec.run
+	r, w := &rec.run, &rec.row
 	out := runJSON{
-		ID: r.ID, WorkflowID: r.WorkflowID, Status: r.Status,
-		Inputs: rec.inputs, Error: nullable(r.Error),
-		TotalSteps: r.TotalSteps, TotalTokens: r.TotalTokens,
-		CreatedAt: r.CreatedAt.Unix(), FinishedAt: unixOrNull(r.FinishedAt),
-		ElapsedTime: pyFloat(r.ElapsedTime),
+		ID: r.ID, WorkflowID: r.WorkflowID, Status: w.status,
+		Inputs: rec.inputs, Error: nullable(w.error),
+		TotalSteps: w.steps, TotalTokens: w.tokens,
+		CreatedAt: s.unix(r.CreatedAt), FinishedAt: s.unixOrNull(w.finishedAt),
+		ElapsedTime: pyFloat(w.elapsed),
 	}
 	switch {
-	case era <= EraD:
-		if r.Status == "paused" || r.Outputs == nil {
-			out.Outputs = map[string]any{}
-		} else {
-			out.Outputs = r.Outputs
-		}
+	case !b.outputsObject:
+		out.Outputs = nullable(w.outputsJSON)
+	case w.status == "paused" || w.outputs == nil:
+		out.Outputs = map[string]any{}
 	default:
-		out.Outputs = nullable(rec.outputs)
+		out.Outputs = w.outputs
 	}
-	if era == EraA {
+	if b.rfc822 {
 		out.CreatedAt = rfc822(r.CreatedAt)
-		if !r.FinishedAt.IsZero() {
-			out.FinishedAt = rfc822(r.FinishedAt)
+		if !w.finishedAt.IsZero() {
+			out.FinishedAt = rfc822(w.finishedAt)
 		}
 	}
 	return jsonResp(200, out)

@@ -73,7 +73,9 @@ func intParam(q url.Values, name string, def, lo, hi int) (int, *response) {
 	return n, nil
 }
 
-func parseLogsQuery(q url.Values) (logsQuery, *response) {
+// parseLogsQuery reads the parameters release b knows; it ignores the
+// others, as reqparse does.
+func parseLogsQuery(q url.Values, b *behaviour) (logsQuery, *response) {
 	var lq logsQuery
 	var errp *response
 	if lq.page, errp = intParam(q, "page", 1, 1, 99999); errp != nil {
@@ -89,27 +91,30 @@ func parseLogsQuery(q url.Values) (logsQuery, *response) {
 		r := invalidParam("status", "Input should be 'succeeded', 'failed' or 'stopped'")
 		return lq, &r
 	}
-	for _, b := range []struct {
+	for _, f := range []struct {
 		name string
 		t    *time.Time
 		has  *bool
 	}{{"created_at__after", &lq.after, &lq.hasAfter}, {"created_at__before", &lq.before, &lq.hasBefore}} {
-		v := q.Get(b.name)
-		if v == "" {
+		v := q.Get(f.name)
+		if v == "" || !b.timeFilters {
 			continue
 		}
 		t, ok := parseISO(v)
 		if !ok {
-			r := invalidParam(b.name, "Invalid isoformat string: '"+v+"'")
+			r := invalidParam(f.name, "Invalid isoformat string: '"+v+"'")
 			return lq, &r
 		}
-		*b.t, *b.has = t, true
+		*f.t, *f.has = t, true
 	}
 	if kw := q.Get("keyword"); kw != "" {
 		lq.keyword = kw
 		if id, ok := parseUUID(kw); ok {
 			lq.keywordID = id
 		}
+	}
+	if !b.userFilters {
+		return lq, nil
 	}
 	if v, ok := q["created_by_end_user_session_id"]; ok && len(v) > 0 && v[0] != "" {
 		lq.session, lq.hasSession = v[0], true
@@ -141,7 +146,7 @@ type workflowRunLogJSON struct {
 	TotalSteps      int     `json:"total_steps"`
 	CreatedAt       int64   `json:"created_at"`
 	FinishedAt      any     `json:"finished_at"`
-	ExceptionsCount int     `json:"exceptions_count"`
+	ExceptionsCount *int    `json:"exceptions_count,omitempty"`
 	TriggeredFrom   *string `json:"triggered_from,omitempty"`
 }
 
@@ -181,10 +186,7 @@ type logPageJSON struct {
 const ownerEmail = "owner@example.com"
 
 func (s *Server) logList(a *appState, r *http.Request) response {
-	if s.era == EraNewest && !workflowCapable(a.app.Mode) {
-		return errResp(http.StatusBadRequest, "not_workflow_app", msgNotWorkflow)
-	}
-	q, errp := parseLogsQuery(r.URL.Query())
+	q, errp := parseLogsQuery(r.URL.Query(), &s.b)
 	if errp != nil {
 		return *errp
 	}
@@ -202,77 +204,124 @@ func (s *Server) logList(a *appState, r *http.Request) response {
 	if hi < lo {
 		hi = lo
 	}
-	offset := (q.page - 1) * q.limit
-	page := make([]*logRec, 0, q.limit)
-	total := 0
-	filtered := q.status != "" || q.keyword != "" || q.hasSession || q.hasAccountParam
-	if !filtered {
-		total = hi - lo
-		for i := hi - 1 - offset; i >= lo && len(page) < q.limit; i-- {
-			page = append(page, logs[i])
-		}
-	} else {
+	// rows are the matching rows newest first: at(i) for i < n.
+	n := hi - lo
+	at := func(i int) *logRec { return logs[hi-1-i] }
+	if q.status != "" || q.keyword != "" || q.hasSession || q.hasAccountParam {
 		var like string
 		if q.keyword != "" {
 			like = keywordLike(q.keyword)
 		}
+		var match []*logRec
 		for i := hi - 1; i >= lo; i-- {
-			l := logs[i]
-			if !q.match(l, like) {
-				continue
+			if q.match(logs[i], like) {
+				match = append(match, logs[i])
 			}
-			if total >= offset && len(page) < q.limit {
-				page = append(page, l)
-			}
-			total++
 		}
+		n, at = len(match), func(i int) *logRec { return match[i] }
 	}
-	out := logPageJSON{Page: q.page, Limit: q.limit, Total: total, HasMore: total > q.page*q.limit, Data: make([]logJSON, 0, len(page))}
+	page := s.window(n, at, (q.page-1)*q.limit, q.limit)
+	out := logPageJSON{Page: q.page, Limit: q.limit, Total: n, HasMore: n > q.page*q.limit, Data: make([]logJSON, 0, len(page))}
 	for _, l := range page {
 		out.Data = append(out.Data, s.logEntry(a, l))
 	}
 	return response{status: http.StatusOK, body: marshalSized(out, 128+len(out.Data)*720), ctype: "application/json"}
 }
 
+// window returns rows [offset, offset+limit) of the n rows at(0…n-1),
+// which are sorted newest first, ordering rows with equal created_at at
+// random as Postgres may: a tie can differ from one page to the next, so
+// offset paging repeats or skips it.
+func (s *Server) window(n int, at func(int) *logRec, offset, limit int) []*logRec {
+	start, end := offset, min(offset+limit, n)
+	if start >= end {
+		return nil
+	}
+	// Widen to whole ties at both ends, shuffle each tie, cut again.
+	from, to := start, end
+	for from > 0 && at(from-1).createdAt.Equal(at(start).createdAt) {
+		from--
+	}
+	for to < n && at(to).createdAt.Equal(at(end-1).createdAt) {
+		to++
+	}
+	rows := make([]*logRec, 0, to-from)
+	for i := from; i < to; i++ {
+		rows = append(rows, at(i))
+	}
+	s.rmu.Lock()
+	for i := 0; i < len(rows); {
+		j := i + 1
+		for j < len(rows) && rows[j].createdAt.Equal(rows[i].createdAt) {
+			j++
+		}
+		if j-i > 1 {
+			tie := rows[i:j]
+			s.rng.Shuffle(len(tie), func(x, y int) { tie[x], tie[y] = tie[y], tie[x] })
+		}
+		i = j
+	}
+	s.rmu.Unlock()
+	return rows[start-from : end-from]
+}
+
+// match applies the filters. Status and keyword join the run row, so a
+// row whose run is gone never matches them.
 func (q *logsQuery) match(l *logRec, like string) bool {
-	r := &l.run.run
-	if q.status != "" && r.Status != q.status {
+	if q.hasSession && (l.createdFrom == "installed-app" || l.user != q.session) {
 		return false
 	}
-	if q.hasSession && (r.CreatedFrom == "installed-app" || r.User != q.session) {
+	if q.hasAccountParam && l.createdFrom != "installed-app" {
 		return false
 	}
-	if q.hasAccountParam && r.CreatedFrom != "installed-app" {
+	if q.status == "" && q.keyword == "" {
+		return true
+	}
+	rec := l.run
+	if rec == nil {
+		return false
+	}
+	if q.status != "" && rec.row.status != q.status {
 		return false
 	}
 	if q.keyword != "" {
-		if q.keywordID != "" && normID(r.ID) == q.keywordID {
+		if q.keywordID != "" && normID(rec.run.ID) == q.keywordID {
 			return true
 		}
-		if strings.Contains(strings.ToLower(l.run.inputs), like) ||
-			strings.Contains(strings.ToLower(l.run.outputs), like) ||
-			(r.CreatedFrom != "installed-app" && strings.Contains(strings.ToLower(r.User), like)) {
-			return true
-		}
-		return false
+		return strings.Contains(strings.ToLower(rec.inputs), like) ||
+			strings.Contains(strings.ToLower(rec.row.outputsJSON), like) ||
+			(l.createdFrom != "installed-app" && strings.Contains(strings.ToLower(l.user), like))
 	}
 	return true
 }
 
-var appRun = "app-run"
+var (
+	appRun = "app-run"
+	counts = [2]int{0, 1} // shared exceptions_count values, never written
+)
 
+// logEntry renders a row, reading its run row live (a join).
 func (s *Server) logEntry(a *appState, l *logRec) logJSON {
-	r := &l.run.run
-	wr := &workflowRunLogJSON{
-		ID: r.ID, Version: r.Version, Status: r.Status, Error: nullable(r.Error),
-		ElapsedTime: pyFloat(r.ElapsedTime), TotalTokens: r.TotalTokens, TotalSteps: r.TotalSteps,
-		CreatedAt: r.CreatedAt.Unix(), FinishedAt: unixOrNull(r.FinishedAt),
+	b := &s.b
+	e := logJSON{ID: l.id, CreatedFrom: l.createdFrom, CreatedAt: s.unix(l.createdAt)}
+	if rec := l.run; rec != nil {
+		r, w := &rec.run, &rec.row
+		e.WorkflowRun = &workflowRunLogJSON{
+			ID: r.ID, Version: r.Version, Status: w.status, Error: nullable(w.error),
+			ElapsedTime: pyFloat(w.elapsed), TotalTokens: w.tokens, TotalSteps: w.steps,
+			CreatedAt: s.unix(r.CreatedAt), FinishedAt: s.unixOrNull(w.finishedAt),
+		}
+		if b.exceptions {
+			e.WorkflowRun.ExceptionsCount = &counts[0]
+			if w.status == "partial-succeeded" {
+				e.WorkflowRun.ExceptionsCount = &counts[1]
+			}
+		}
+		if b.triggeredFrom {
+			e.WorkflowRun.TriggeredFrom = &appRun
+		}
 	}
-	if r.Status == "partial-succeeded" {
-		wr.ExceptionsCount = 1
-	}
-	e := logJSON{ID: l.id, WorkflowRun: wr, CreatedFrom: r.CreatedFrom, CreatedAt: l.createdAt.Unix()}
-	switch r.CreatedFrom {
+	switch l.createdFrom {
 	case "installed-app":
 		e.CreatedByRole = "account"
 		name := a.app.AuthorName
@@ -282,13 +331,16 @@ func (s *Server) logEntry(a *appState, l *logRec) logJSON {
 		e.CreatedByAccount = &accountJSON{ID: a.accountID, Name: name, Email: ownerEmail}
 	case "web-app":
 		e.CreatedByRole = "end_user"
-		e.CreatedByEndUser = &endUserJSON{ID: l.endUserID, Type: "browser", IsAnonymous: true, SessionID: r.User}
+		e.CreatedByEndUser = &endUserJSON{ID: l.endUserID, Type: "browser", IsAnonymous: true, SessionID: l.user}
 	default:
+		typ := l.createdFrom
+		if typ == "service-api" && !b.triggeredFrom {
+			typ = "service_api"
+		}
 		e.CreatedByRole = "end_user"
-		e.CreatedByEndUser = &endUserJSON{ID: l.endUserID, Type: r.CreatedFrom, IsAnonymous: false, SessionID: r.User}
+		e.CreatedByEndUser = &endUserJSON{ID: l.endUserID, Type: typ, IsAnonymous: false, SessionID: l.user}
 	}
-	if s.era <= EraC {
-		wr.TriggeredFrom = &appRun
+	if b.triggeredFrom {
 		e.Details = json.RawMessage("null")
 	}
 	return e

@@ -3,8 +3,8 @@ package difytest
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"maps"
+	mathrand "math/rand"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -12,53 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 )
-
-// Era selects which Dify version's behaviour the server imitates
-// (dify-api.md §1 table). The zero value is the newest.
-type Era int
-
-const (
-	// EraNewest is newest main: unknown or foreign run → 404
-	// {"code":"not_found","message":"Workflow run not found.","status":404};
-	// int timestamps; outputs an object ({} while paused or none); inputs a
-	// JSON string; run detail and logs require app mode workflow or
-	// advanced-chat, else 400 not_workflow_app.
-	EraNewest Era = iota
-	// EraD is like EraNewest for the run detail (404, int timestamps,
-	// outputs object, finished_at int or null), but the logs route has no
-	// mode check.
-	EraD
-	// EraC looks runs up scoped to the key's app, but an unknown or foreign
-	// run is 200 with every field null; int timestamps; inputs and outputs
-	// raw JSON strings (outputs null if none).
-	EraC
-	// EraB is not app-scoped: any run of any app is readable by any
-	// workflow or advanced-chat key; 200 all-null for unknown; int
-	// timestamps; raw strings. Logs lack triggered_from and details.
-	EraB
-	// EraA (2024-07): workflow mode only (advanced-chat gets 400
-	// not_workflow_app); not app-scoped; 200 all-null; the run's
-	// created_at/finished_at are RFC-822 strings like
-	// "Tue, 16 Jan 2024 12:20:29 -0000"; raw strings; /info has only name
-	// and description; logs lack triggered_from and details.
-	EraA
-)
-
-func (e Era) String() string {
-	switch e {
-	case EraNewest:
-		return "newest"
-	case EraD:
-		return "D"
-	case EraC:
-		return "C"
-	case EraB:
-		return "B"
-	case EraA:
-		return "A"
-	}
-	return fmt.Sprintf("Era(%d)", int(e))
-}
 
 // App is a Dify app reachable with one API key.
 type App struct {
@@ -96,6 +49,12 @@ type Run struct {
 	// appears in the log row's created_by_end_user.session_id. Default
 	// "difytest-user".
 	User string
+	// NoLogRow loses the run's log row, as releases up to 1.10.1 do when
+	// the streaming client disconnects before the run finishes: when the
+	// run is first put with a finished status, no row is written, and
+	// none is written later. Releases from 1.11.0 write the row at start
+	// and ignore NoLogRow.
+	NoLogRow bool
 }
 
 // Endpoint names a route of the server, for faults and request counts.
@@ -114,7 +73,6 @@ const (
 var endpoints = []Endpoint{EndpointRun, EndpointLogs, EndpointInfo, EndpointIndex, EndpointParameters, EndpointHealth}
 
 const (
-	defaultVersion     = "1.16.0"
 	defaultRunVersion  = "2025-01-16 12:00:00.000000"
 	defaultCreatedFrom = "service-api"
 	defaultUser        = "difytest-user"
@@ -132,20 +90,42 @@ type appState struct {
 	logs       []*logRec          // sorted by (createdAt, seq) ascending
 }
 
+// runRec is a stored run: the Run as the test put it, and the run row as
+// Dify's database holds it (row), which is what the API serves.
 type runRec struct {
-	app     *appState
-	run     Run
-	inputs  string // pyDumps(run.Inputs)
-	outputs string // pyDumps(run.Outputs), "" when nil
-	log     *logRec
+	app    *appState
+	run    Run
+	inputs string // pyDumps(run.Inputs)
+	row    runRow
+	log    *logRec
+	// finished is set by the first put with a finished status: on
+	// releases that write the log row at finish, that put writes it (or
+	// loses it, NoLogRow) once and for all.
+	finished bool
 }
 
+// runRow is what the workflow_runs row holds. Dify writes a run's numbers
+// only when it pauses or finishes: while running, the row keeps what the
+// last pause (or nothing) wrote.
+type runRow struct {
+	status, error string
+	steps, tokens int
+	elapsed       float64
+	finishedAt    time.Time
+	outputs       map[string]any // nil: the column is NULL
+	outputsJSON   string         // pyDumps(outputs), "" when NULL
+}
+
+// logRec is a workflow_app_logs row. created_from and the end user belong
+// to the row; run is nil once the run row is gone (see DeleteRunKeepLog).
 type logRec struct {
-	id        string
-	createdAt time.Time
-	seq       uint64
-	endUserID string
-	run       *runRec
+	id          string
+	createdAt   time.Time
+	seq         uint64
+	createdFrom string
+	user        string
+	endUserID   string
+	run         *runRec
 }
 
 // Server is an in-memory Dify service API.
@@ -156,11 +136,16 @@ type Server struct {
 	once    sync.Once
 
 	mu      sync.RWMutex
-	era     Era
 	version string
+	b       behaviour
+	tz      int64 // the API process's zone, seconds east of UTC
+	clock   func() time.Time
 	apps    map[string]*appState // by key
-	global  map[string]*runRec   // by normalized run id, for eras A and B
+	global  map[string]*runRec   // by normalized run id, for releases before 1.7.0
 	seq     uint64
+
+	rmu sync.Mutex
+	rng *mathrand.Rand // orders ties in the logs
 
 	fmu    sync.Mutex
 	faults map[Endpoint]*faultState
@@ -182,9 +167,12 @@ func NewServer() *Server {
 func newServer() *Server {
 	s := &Server{
 		done:    make(chan struct{}),
-		version: defaultVersion,
+		version: DefaultVersion,
+		b:       behaviourOf(DefaultVersion),
+		clock:   time.Now,
 		apps:    map[string]*appState{},
 		global:  map[string]*runRec{},
+		rng:     mathrand.New(mathrand.NewSource(time.Now().UnixNano())),
 		faults:  map[Endpoint]*faultState{},
 		counts:  map[Endpoint]*atomic.Int64{},
 		last:    map[Endpoint]*http.Request{},
@@ -253,27 +241,88 @@ func (s *Server) DisableApp(key, message string) {
 	}
 }
 
-// SetEra selects the Dify version the server imitates.
-func (s *Server) SetEra(e Era) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.era = e
-}
-
-// SetServerVersion sets the version in GET /v1/ and the X-Version header
-// (default "1.16.0").
+// SetServerVersion selects the Dify release the server imitates (default
+// [DefaultVersion]), as "MAJOR.MINOR.PATCH" with any suffix ("1.13.0-fix1"
+// is 1.13.0); an unparsable version behaves as the newest release. GET
+// /v1/, /health and the X-Version header report v as given. Log rows
+// already written stay; the release decides how later puts write them.
 func (s *Server) SetServerVersion(v string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.version = v
+	s.b = behaviourOf(v)
+}
+
+// SetEra is SetServerVersion(e.Version()): a release representative of e.
+func (s *Server) SetEra(e Era) { s.SetServerVersion(e.Version()) }
+
+// SetTimeZone puts the API process in a zone offset east of UTC (TZ=
+// Asia/Shanghai is 8h, America/New_York in winter -5h). Dify stores naive
+// UTC and serves int timestamps as Python's int(dt.timestamp()), which
+// reads them as local time: every served int created_at and finished_at
+// (run detail, log entry and its workflow_run) is then the true Unix time
+// minus offset. The database, the logs' created_at__after/__before filter
+// and RFC-822 strings (releases before 1.2.0) stay in true UTC.
+// Sub-second offsets are dropped.
+func (s *Server) SetTimeZone(offset time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tz = int64(offset / time.Second)
+}
+
+// SetClock sets the Dify host's own clock (default time.Now). It dates
+// the HTTP Date header of every response, runs put without CreatedAt, and
+// log rows written at finish for runs put without FinishedAt; so a host
+// whose clock is wrong can be modelled. nil restores time.Now.
+func (s *Server) SetClock(now func() time.Time) {
+	if now == nil {
+		now = time.Now
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clock = now
+}
+
+// SetSeed seeds the random order in which log rows with equal created_at
+// are returned (Postgres orders ties arbitrarily, differently from one
+// query to the next); by default the order is seeded from the time.
+func (s *Server) SetSeed(seed int64) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	s.rng = mathrand.New(mathrand.NewSource(seed))
+}
+
+func (s *Server) now() time.Time {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.clock()
+}
+
+// behaviour is the imitated release's behaviour.
+func (s *Server) current() behaviour {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.b
 }
 
 // PutRun inserts or replaces a run of the app with key. Missing fields get
 // defaults (ID a new UUID, WorkflowID the app's, Version, CreatedFrom, User,
-// CreatedAt now). The first insert of a run also writes its log row (log
-// created_at = r.CreatedAt), except for debugger runs and for apps whose
-// mode is not "workflow" (Dify writes log rows only in the workflow
-// pipeline, dify-api.md §2a). PutRun panics if the key was never added.
+// CreatedAt the server's clock). PutRun panics if the key was never added.
+//
+// The API serves the run row, which, as in Dify, gets a run's numbers
+// only when it pauses or finishes: a put with status "running" (or
+// "scheduled") changes only the status, so a running run reads 0 tokens,
+// 0 steps, elapsed_time 0.0 and finished_at null, or the tokens and steps
+// of its last pause; a "paused" put writes its tokens and steps, with
+// elapsed_time 0, outputs {} and finished_at null; any other status
+// writes everything. [Server.Run] still returns the Run as put.
+//
+// Log rows (never for debugger runs, nor for apps whose mode is not
+// "workflow": chatflow runs get none in any release) are written, from
+// 1.11.0, by the first put of a run, with log created_at = r.CreatedAt;
+// up to 1.10.1, by its first put with a status other than running, paused
+// or scheduled, with log created_at = r.FinishedAt (the clock if zero),
+// unless r.NoLogRow.
 func (s *Server) PutRun(key string, r Run) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -297,7 +346,7 @@ func (s *Server) PutRun(key string, r Run) {
 		r.User = defaultUser
 	}
 	if r.CreatedAt.IsZero() {
-		r.CreatedAt = time.Now()
+		r.CreatedAt = s.clock()
 	}
 	r.Inputs = maps.Clone(r.Inputs)
 	r.Outputs = maps.Clone(r.Outputs)
@@ -313,24 +362,74 @@ func (s *Server) PutRun(key string, r Run) {
 	} else {
 		rec.inputs = pyDumps(r.Inputs)
 	}
-	rec.outputs = ""
-	if r.Outputs != nil {
-		rec.outputs = pyDumps(r.Outputs)
-	}
+	rec.row.write(r)
 	s.global[id] = rec
-	if !exists && r.CreatedFrom != "debugger" && a.app.Mode == "workflow" {
-		s.seq++
-		l := &logRec{id: NewRunID(), createdAt: r.CreatedAt, seq: s.seq, endUserID: a.endUserID, run: rec}
-		if r.CreatedFrom == "web-app" {
-			l.endUserID = NewRunID()
+
+	ended := !unfinished(r.Status)
+	firstEnd := ended && !rec.finished
+	if ended {
+		rec.finished = true
+	}
+	if r.CreatedFrom == "debugger" || a.app.Mode != "workflow" || rec.log != nil {
+		return
+	}
+	switch {
+	case s.b.logAtStart && !exists:
+		s.writeLog(rec, r.CreatedAt)
+	case !s.b.logAtStart && firstEnd && !r.NoLogRow:
+		at := r.FinishedAt
+		if at.IsZero() {
+			at = s.clock()
 		}
-		rec.log = l
-		a.insertLog(l)
+		s.writeLog(rec, at)
 	}
 }
 
+// unfinished reports whether a run with status st has not written its
+// numbers: Dify writes them at pause and at the end.
+func unfinished(st string) bool { return st == "running" || st == "scheduled" || st == "paused" }
+
+// write updates the run row for a put of r.
+func (w *runRow) write(r Run) {
+	w.status = r.Status
+	switch r.Status {
+	case "running", "scheduled":
+		w.elapsed, w.finishedAt = 0, time.Time{}
+		return
+	case "paused":
+		*w = runRow{status: r.Status, steps: r.TotalSteps, tokens: r.TotalTokens, outputs: map[string]any{}, outputsJSON: "{}"}
+		return
+	}
+	*w = runRow{status: r.Status, error: r.Error, steps: r.TotalSteps, tokens: r.TotalTokens,
+		elapsed: r.ElapsedTime, finishedAt: r.FinishedAt, outputs: r.Outputs}
+	if r.Outputs != nil {
+		w.outputsJSON = pyDumps(r.Outputs)
+	}
+}
+
+// writeLog writes rec's log row dated at; call with s.mu held.
+func (s *Server) writeLog(rec *runRec, at time.Time) {
+	a := rec.app
+	s.seq++
+	l := &logRec{id: NewRunID(), createdAt: at, seq: s.seq, createdFrom: rec.run.CreatedFrom,
+		user: rec.run.User, endUserID: a.endUserID, run: rec}
+	if l.createdFrom == "web-app" {
+		l.endUserID = NewRunID()
+	}
+	rec.log = l
+	a.insertLog(l)
+}
+
 // DeleteRun removes a run and its log row (as Dify's log cleanup does).
-func (s *Server) DeleteRun(key, id string) {
+func (s *Server) DeleteRun(key, id string) { s.deleteRun(key, id, false) }
+
+// DeleteRunKeepLog removes a run's row but keeps its log row, whose
+// entry then has "workflow_run": null (a run row deleted or archived
+// apart from its log). Filtering the logs by status or keyword joins the
+// run rows, so such entries are listed only without those filters.
+func (s *Server) DeleteRunKeepLog(key, id string) { s.deleteRun(key, id, true) }
+
+func (s *Server) deleteRun(key, id string, keepLog bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a, ok := s.apps[key]
@@ -346,12 +445,17 @@ func (s *Server) DeleteRun(key, id string) {
 	if s.global[n] == rec {
 		delete(s.global, n)
 	}
-	if rec.log != nil {
+	if rec.log == nil {
+		return
+	}
+	if keepLog {
+		rec.log.run = nil
+	} else {
 		a.removeLog(rec.log)
 	}
 }
 
-// Run returns a copy of a stored run.
+// Run returns a copy of a stored run, as it was put.
 func (s *Server) Run(key, id string) (Run, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -489,9 +593,10 @@ func (a *appState) removeLog(l *logRec) {
 // commonHeaders sets the headers Dify sends on every response.
 func (s *Server) commonHeaders(w http.ResponseWriter) {
 	s.mu.RLock()
-	v := s.version
+	v, now := s.version, s.clock()
 	s.mu.RUnlock()
 	h := w.Header()
 	h.Set("X-Version", v)
 	h.Set("X-Env", "PRODUCTION")
+	h.Set("Date", now.UTC().Format(http.TimeFormat))
 }

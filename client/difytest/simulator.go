@@ -22,10 +22,13 @@ type SimConfig struct {
 }
 
 // Simulator drives runs of one app through realistic lives: they start
-// running, progress for a few steps (steps, tokens and elapsed time grow),
-// some pause for human input and resume later, and they end succeeded
+// running, progress for a few steps (steps, tokens and elapsed time grow;
+// the server serves them only from a pause or the end, as Dify does),
+// some pause for human input and resume later (only on releases from
+// 1.13.0, which have the Human Input node), and they end succeeded
 // (most), failed (with an error), stopped or partial-succeeded. A finished
-// run is never changed again.
+// run is never changed again. It works on every release the server
+// imitates.
 type Simulator struct {
 	s   *Server
 	cfg SimConfig
@@ -75,6 +78,7 @@ func (sim *Simulator) Step(now time.Time) {
 	sim.mu.Lock()
 	defer sim.mu.Unlock()
 	rng := sim.rng
+	pauses := sim.s.current().pauses
 	kept := sim.active[:0]
 	for _, sr := range sim.active {
 		r := &sr.run
@@ -103,7 +107,7 @@ func (sim *Simulator) Step(now time.Time) {
 		case sr.life <= 0:
 			sim.finish(sr, now)
 			continue
-		case rng.Float64() < 0.12:
+		case rng.Float64() < 0.12 && pauses:
 			r.Status = "paused"
 			sr.pauseFor = 1 + rng.Intn(3)
 		}
@@ -169,7 +173,8 @@ func (sim *Simulator) finish(sr *simRun, now time.Time) {
 	}
 }
 
-// Start calls Step(time.Now()) every interval until ctx is done or Stop is
+// Start calls Step with the server's clock (see Server.SetClock) every
+// interval until ctx is done or Stop is
 // called. It returns at once; starting again replaces the previous loop.
 func (sim *Simulator) Start(ctx context.Context, every time.Duration) {
 	sim.Stop()
@@ -187,7 +192,7 @@ func (sim *Simulator) Start(ctx context.Context, every time.Duration) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				sim.Step(time.Now())
+				sim.Step(sim.s.now())
 			}
 		}
 	}()

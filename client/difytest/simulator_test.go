@@ -153,3 +153,53 @@ func TestSimulatorStartStop(t *testing.T) {
 	sim.Stop()
 	sim.Stop()
 }
+
+func TestSimulatorOnReleases(t *testing.T) {
+	for _, c := range []struct {
+		version      string
+		pauses       bool
+		listsRunning bool
+	}{
+		{"1.1.3", false, false},
+		{"1.10.1", false, false},
+		{"1.12.1", false, true},
+		{"1.13.0", true, true},
+	} {
+		t.Run(c.version, func(t *testing.T) {
+			s := NewServer()
+			defer s.Close()
+			s.SetServerVersion(c.version)
+			s.AddApp("app-sim", App{Mode: "workflow"})
+			sim := NewSimulator(s, SimConfig{Key: "app-sim", Seed: 3, NewRuns: 4})
+			paused, unfinished := false, 0
+			for i := range 40 {
+				sim.Step(t0.Add(time.Duration(i) * 10 * time.Second))
+				for _, id := range sim.RunIDs() {
+					r, _ := s.Run("app-sim", id)
+					paused = paused || r.Status == "paused"
+				}
+			}
+			for _, id := range sim.RunIDs() {
+				if r, _ := s.Run("app-sim", id); !terminal[r.Status] {
+					unfinished++
+				}
+			}
+			if paused != c.pauses {
+				t.Errorf("a run paused: %v, want %v", paused, c.pauses)
+			}
+			p, _ := getLogs(t, s, "app-sim", map[string][]string{"limit": {"100"}})
+			listed := 0
+			for _, d := range p.Data {
+				if !terminal[d.WorkflowRun.Status] {
+					listed++
+				}
+			}
+			if want := 160 - unfinished; !c.listsRunning && (p.Total != want || listed != 0) {
+				t.Errorf("logs list %d runs (%d unfinished), want the %d finished only", p.Total, listed, want)
+			}
+			if c.listsRunning && (p.Total != 160 || unfinished == 0) {
+				t.Errorf("logs list %d runs, want all 160 (%d unfinished)", p.Total, unfinished)
+			}
+		})
+	}
+}
