@@ -52,6 +52,7 @@ func newFixture(t testing.TB, change func(*AppConfig)) *fixture {
 	t.Helper()
 	f := &fixture{srv: difytest.NewServer(), clock: time.Now().UTC()}
 	t.Cleanup(f.srv.Close)
+	f.srv.SetClock(f.now) // Dify's host clock is the exporter's
 	f.srv.AddApp(testKey, difytest.App{Name: "Translator", Mode: "workflow"})
 	cfg := f.appConfig(t, "translator", testKey)
 	if change != nil {
@@ -88,6 +89,15 @@ func finishedRun(id, status string) difytest.Run {
 	}
 }
 
+// putPaused adds a run waiting for human input: unlike a running run, it
+// keeps the tokens and steps it had at the pause (dify-api.md, Corrections).
+func putPaused(f *fixture, id string) difytest.Run {
+	r := finishedRun(id, "paused")
+	r.FinishedAt = time.Time{}
+	f.srv.PutRun(testKey, r)
+	return r
+}
+
 // putRunning adds a run that is still going (no finished_at).
 func putRunning(f *fixture, id string) difytest.Run {
 	r := finishedRun(id, "running")
@@ -103,11 +113,21 @@ func withRuns(ids ...string) func(*AppConfig) {
 }
 
 // runSeries is the exact exposition of one run, as the contract defines it.
+// Dify's run row gets its numbers only at a pause or the finish: a running
+// run reads 0 tokens, steps and seconds; a paused one keeps its tokens and
+// steps, with 0 seconds.
 func runSeries(id, status string, finished bool) string {
 	var b strings.Builder
 	l := fmt.Sprintf(`app="translator",run_id="%s",workflow_id="%s"`, id, wfID)
+	elapsed, steps, tokens := "1.25", 3, 150
+	switch status {
+	case "running":
+		elapsed, steps, tokens = "0", 0, 0
+	case "paused":
+		elapsed = "0"
+	}
 	fmt.Fprintf(&b, "dify_workflow_run_created_timestamp_seconds{%s} 1.705407629e+09\n", l)
-	fmt.Fprintf(&b, "dify_workflow_run_elapsed_seconds{%s} 1.25\n", l)
+	fmt.Fprintf(&b, "dify_workflow_run_elapsed_seconds{%s} %s\n", l, elapsed)
 	if finished {
 		fmt.Fprintf(&b, "dify_workflow_run_finished_timestamp_seconds{%s} 1.705407631e+09\n", l)
 	}
@@ -118,8 +138,8 @@ func runSeries(id, status string, finished bool) string {
 		}
 		fmt.Fprintf(&b, "dify_workflow_run_status{app=\"translator\",run_id=\"%s\",status=\"%s\",workflow_id=\"%s\"} %d\n", id, s, wfID, v)
 	}
-	fmt.Fprintf(&b, "dify_workflow_run_steps{%s} 3\n", l)
-	fmt.Fprintf(&b, "dify_workflow_run_tokens{%s} 150\n", l)
+	fmt.Fprintf(&b, "dify_workflow_run_steps{%s} %d\n", l, steps)
+	fmt.Fprintf(&b, "dify_workflow_run_tokens{%s} %d\n", l, tokens)
 	return b.String()
 }
 
@@ -311,7 +331,7 @@ func TestErrorClasses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			running := runID(1)
 			f := newFixture(t, withRuns(running))
-			putRunning(f, running)
+			putPaused(f, running)
 			f.refresh(t)
 			tc.break_(f.srv)
 			f.refresh(t)

@@ -62,7 +62,7 @@ func TestFaults(t *testing.T) {
 				}
 			})
 			t.Cleanup(api.CloseIdleConnections)
-			r := putRunning(f, running)
+			r := putPaused(f, running) // keeps its numbers, unlike a running run
 			f.refresh(t)
 
 			tc.inject(f.srv)
