@@ -37,10 +37,10 @@ type AppConfig struct {
 	Concurrency int
 	// Shard and TotalShards select this replica's share of the runs.
 	Shard, TotalShards int
-	// TimeOffset, when TimeOffsetAuto is false, is added to every time
+	// TimeOffset, when FixedTimeOffset is set, is added to every time
 	// Dify serves instead of a measured offset (see timeoffset.go).
-	TimeOffset     time.Duration
-	TimeOffsetAuto bool
+	TimeOffset      time.Duration
+	FixedTimeOffset bool
 	// Fingerprint identifies the app's connection settings; an app whose
 	// fingerprint is unchanged keeps its state across a reload.
 	Fingerprint string
@@ -127,7 +127,7 @@ func newApp(cfg AppConfig, c *counters, now func() time.Time, logger log.Logger)
 		versions: make(map[string]string),
 		names:    make(map[string]string),
 		rows:     rowIndex{max: maxIndexedRows},
-		tz:       newOffsetEstimator(cfg.TimeOffsetAuto, cfg.TimeOffset),
+		tz:       newOffsetEstimator(!cfg.FixedTimeOffset, cfg.TimeOffset),
 	}
 	a.SetRunIDs(SourceStatic, cfg.RunIDs)
 	c.initApp(cfg.Name)
@@ -155,8 +155,8 @@ func (a *App) reconfigure(c AppConfig) {
 			r.gone = false
 		}
 	}
-	if c.TimeOffsetAuto != old.TimeOffsetAuto || c.TimeOffset != old.TimeOffset {
-		a.tz = newOffsetEstimator(c.TimeOffsetAuto, c.TimeOffset)
+	if c.FixedTimeOffset != old.FixedTimeOffset || c.TimeOffset != old.TimeOffset {
+		a.tz = newOffsetEstimator(!c.FixedTimeOffset, c.TimeOffset)
 	}
 	if c.Discovery && !old.Discovery {
 		a.logs.restart() // read back the lookback again

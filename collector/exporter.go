@@ -165,15 +165,17 @@ func (e *Exporter) Refresh(ctx context.Context) {
 				return
 			}
 		case <-ctx.Done():
-			// The leader's refresh ends at this same deadline: wait the
-			// moment it takes to mark what it could not fetch.
+			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return
+			}
 			select {
 			case <-leader:
-				if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-					return
-				}
-				// A refresh with more time may still be waiting on Dify:
-				// this scrape reports what it has found so far.
+				// This caller's own refresh ends at this same deadline:
+				// wait the moment it takes to mark what it could not fetch.
+				<-ch
+			default:
+				// Another caller's refresh with more time may still be
+				// waiting on Dify: report what it has found so far.
 				select {
 				case <-ch:
 				case <-time.After(checkpointGrace):
@@ -181,7 +183,6 @@ func (e *Exporter) Refresh(ctx context.Context) {
 						a.checkpoint()
 					}
 				}
-			default:
 			}
 			return
 		}

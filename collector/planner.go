@@ -109,7 +109,8 @@ func makePlan(in planInput) plan {
 		if !ok {
 			base = 0
 		}
-		basePages := pagesFor(base, in.pageSize)
+		// Discovery reads at least one page, whatever it finds.
+		basePages := max(pagesFor(base, in.pageSize), 1)
 		best, bestCost, bestPages := 0, len(coverable), 0
 		for k := 1; k <= len(coverable); k++ {
 			rows, ok := in.rowsFrom(coverable[k-1].loggedAt)

@@ -182,8 +182,10 @@ func (a *App) fetchInfo(ctx context.Context, cfg AppConfig, st *refreshState) {
 // plan hands the planner what the app knows. Call with a.mu held.
 func (a *App) plan(now time.Time, discovery bool, caps capabilities) plan {
 	in := planInput{vis: caps.vis, discovery: discovery, now: now, pageSize: logsPageSize, rowsFrom: a.rows.rowsFrom}
-	// Discovery reads down to the newest row seen, less the overlap.
-	in.windowFrom = a.logs.newest.Add(-2 * logsOverlap).UnixNano()
+	// Discovery reads from the watermark, less the overlap, on Dify's
+	// clock; served times are early by the zone offset (and truncated to
+	// the second, which only errs towards a detail call).
+	in.windowFrom = a.logs.watermark.Add(-logsOverlap - a.tz.offset).UnixNano()
 	if a.logs.watermark.IsZero() {
 		in.windowFrom = 0
 	}
@@ -204,19 +206,13 @@ func (a *App) plan(now time.Time, discovery bool, caps capabilities) plan {
 		in.runs = append(in.runs, candidate{id: id, known: r.known, inLogs: r.loggedAt != 0, loggedAt: r.loggedAt,
 			refreshedAt: r.refreshedAt, recheckAt: r.recheckAt})
 	}
-	p := makePlan(in)
-	// Runs the cap left untracked are counted when their row shows them
-	// finished: read down to them too, while that stays cheap.
-	if oldest := a.store.oldestPending(); discovery && caps.vis == logsAtStart && oldest != 0 && (p.coverFrom == 0 || oldest < p.coverFrom) {
-		if n, ok := a.rows.rowsFrom(oldest); ok && n <= maxPendingCover*logsPageSize {
-			p.coverFrom = oldest
-		}
+	// Runs the cap left untracked are refreshed too, to count their
+	// finish: by the logs, or by a detail call where that is cheaper.
+	for id, at := range a.store.pending {
+		in.runs = append(in.runs, candidate{id: id, known: true, inLogs: true, loggedAt: at})
 	}
-	return p
+	return makePlan(in)
 }
-
-// maxPendingCover bounds the log pages read for untracked runs.
-const maxPendingCover = 20
 
 // afterLogs lists the detail calls left once the logs are read: the
 // planner's, covered runs the logs did not refresh, and runs the logs
@@ -229,7 +225,7 @@ func (a *App) afterLogs(p plan, gen uint64, unfinishedConfirmed bool) []string {
 		planned[id] = true
 	}
 	for _, id := range p.covered {
-		if r, ok := a.store.runs[id]; ok && r.unfinished() && r.freshAt != gen {
+		if r, ok := a.store.runs[id]; ok && r.unfinished() && r.freshAt != gen || a.store.isPending(id) {
 			ids = append(ids, id)
 		}
 	}
@@ -259,7 +255,7 @@ func (a *App) afterLogs(p plan, gen uint64, unfinishedConfirmed bool) []string {
 	// A run the logs refreshed needs no call.
 	kept := ids[:0]
 	for _, id := range ids {
-		if r, ok := a.store.runs[id]; ok && r.unfinished() && (r.freshAt != gen || !r.known) {
+		if r, ok := a.store.runs[id]; ok && r.unfinished() && (r.freshAt != gen || !r.known) || a.store.isPending(id) {
 			kept = append(kept, id)
 		}
 	}
@@ -370,7 +366,8 @@ func (a *App) apply(id string, run client.Run, err error, gen uint64, caps capab
 	defer a.mu.Unlock()
 	r, ok := a.store.runs[id]
 	if !ok {
-		return // removed meanwhile
+		a.applyPending(id, run, err)
+		return
 	}
 	if err != nil {
 		if client.KindOf(err) == client.KindNotFound {
@@ -387,6 +384,21 @@ func (a *App) apply(id string, run client.Run, err error, gen uint64, caps capab
 	if caps.vis == logsAtFinish && !run.Status.Terminal() {
 		r.recheckAt = a.now().Add(nextRecheck(r.rechecks))
 		r.rechecks = min(r.rechecks+1, 8)
+	}
+}
+
+// applyPending counts the finish of a run the cap left untracked. Call
+// with a.mu held.
+func (a *App) applyPending(id string, run client.Run, err error) {
+	at, ok := a.store.pending[id]
+	switch {
+	case !ok:
+	case client.KindOf(err) == client.KindNotFound:
+		delete(a.store.pending, id)
+	case err == nil && run.Status.Terminal():
+		delete(a.store.pending, id)
+		a.store.forgotten[id] = at
+		a.countFinish(run)
 	}
 }
 

@@ -38,6 +38,10 @@ type Simulator struct {
 	active   []*simRun
 	ids      []string
 	finished []string // in finishing order, for Retain
+	// lastStep is the previous Step's time: events of a step are spread
+	// over the time since, as real runs are (they do not share an
+	// instant; Dify's timestamps have microseconds).
+	lastStep time.Time
 
 	runMu  sync.Mutex
 	cancel context.CancelFunc
@@ -79,6 +83,13 @@ func (sim *Simulator) Step(now time.Time) {
 	defer sim.mu.Unlock()
 	rng := sim.rng
 	pauses := sim.s.current().pauses
+	span := time.Second // the first step's runs started over the last second
+	if !sim.lastStep.IsZero() {
+		span = min(max(now.Sub(sim.lastStep), 0), time.Minute)
+	}
+	sim.lastStep = now
+	// within is a moment since the last step (now on the first).
+	within := func(frac float64) time.Time { return now.Add(-time.Duration(frac * float64(span))) }
 	kept := sim.active[:0]
 	for _, sr := range sim.active {
 		r := &sr.run
@@ -105,7 +116,7 @@ func (sim *Simulator) Step(now time.Time) {
 		sr.life--
 		switch {
 		case sr.life <= 0:
-			sim.finish(sr, now)
+			sim.finish(sr, within(rng.Float64()))
 			continue
 		case rng.Float64() < 0.12 && pauses:
 			r.Status = "paused"
@@ -116,10 +127,10 @@ func (sim *Simulator) Step(now time.Time) {
 	}
 	clear(sim.active[len(kept):])
 	sim.active = kept
-	for range sim.cfg.NewRuns {
+	for i := range sim.cfg.NewRuns {
 		sr := &simRun{
 			run: Run{
-				ID: NewRunID(), Status: "running", CreatedAt: now,
+				ID: NewRunID(), Status: "running", CreatedAt: within(float64(sim.cfg.NewRuns-1-i) / float64(sim.cfg.NewRuns)),
 				Inputs: map[string]any{"query": simQueries[rng.Intn(len(simQueries))], "sys.user_id": "demo-user"},
 			},
 			life: 1 + rng.Intn(5),

@@ -1,0 +1,327 @@
+package collector
+
+import (
+	"context"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/dify-exporter/dify_exporter/client"
+	"github.com/dify-exporter/dify_exporter/client/difytest"
+)
+
+// Tests of the refresh engine against the simulated Dify, per release.
+
+func withVersion(f *fixture, v string) *fixture {
+	f.srv.SetServerVersion(v)
+	return f
+}
+
+// status is the exposed status of a run, "" if it has no series.
+func status(f *fixture, id string) string {
+	for _, s := range statusLabels {
+		if got, ok := lookup(f, "dify_workflow_run_status", map[string]string{"run_id": id, "status": s}); ok && got == 1 {
+			return s
+		}
+	}
+	return ""
+}
+
+// lookup is value without failing when the series is absent.
+func lookup(f *fixture, name string, labels map[string]string) (float64, bool) {
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		return 0, false
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for k, v := range labels {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == k && lp.GetValue() == v {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			switch {
+			case m.Gauge != nil:
+				return m.GetGauge().GetValue(), true
+			case m.Counter != nil:
+				return m.GetCounter().GetValue(), true
+			}
+		}
+	}
+	return 0, false
+}
+
+// What discovery sees of a running run depends on when the release writes
+// its log row; either way its finish shows on the next refresh.
+func TestRunningRunsPerRelease(t *testing.T) {
+	for _, tc := range []struct {
+		version     string
+		seesRunning bool
+		note        string
+	}{
+		{"1.10.1", false, "appear only once they finish"},
+		{"1.11.0", true, ""},
+		{"1.13.0", true, ""},
+		{"1.14.1", true, ""},
+	} {
+		t.Run(tc.version, func(t *testing.T) {
+			f := withVersion(newFixture(t, withDiscovery(1000)), tc.version)
+			f.refresh(t)
+			id := difytest.NewRunID()
+			f.srv.PutRun(testKey, difytest.Run{ID: id, WorkflowID: wfID, Status: "running", CreatedAt: f.now()})
+			f.advance(15 * time.Second)
+			f.refresh(t)
+			if got := status(f, id); (got == "running") != tc.seesRunning {
+				t.Errorf("status = %q, want running seen = %v", got, tc.seesRunning)
+			}
+			if st := f.exp.App("translator").Status(); (st.Note != "") != (tc.note != "") || !strings.Contains(st.Note, tc.note) {
+				t.Errorf("note = %q, want one containing %q", st.Note, tc.note)
+			}
+			if st := f.exp.App("translator").Status(); st.ServerVersion != tc.version {
+				t.Errorf("server version = %q, want %q", st.ServerVersion, tc.version)
+			}
+			if got, _ := lookup(f, "dify_server_info", map[string]string{"version": tc.version}); got != 1 {
+				t.Errorf("dify_server_info{version=%q} = %v, want 1", tc.version, got)
+			}
+			r, _ := f.srv.Run(testKey, id)
+			r.Status, r.FinishedAt, r.TotalTokens, r.TotalSteps, r.ElapsedTime = "succeeded", f.now(), 77, 4, 12
+			f.srv.PutRun(testKey, r)
+			f.advance(15 * time.Second)
+			f.refresh(t)
+			if got := status(f, id); got != "succeeded" {
+				t.Errorf("status after it finished = %q, want succeeded on the next refresh", got)
+			}
+			if got := finished(t, f); got != 1 {
+				t.Errorf("finished_total = %v, want 1", got)
+			}
+			if got := value(t, f.reg, "dify_workflow_tokens_total", nil); got != 77 {
+				t.Errorf("tokens_total = %v, want 77", got)
+			}
+		})
+	}
+}
+
+// Counters stay exact at 200 new runs a second and a 15 s scrape interval,
+// with the default cap of 1,000 tracked runs far below the 3,000 runs a
+// scrape brings: a finish is counted whether or not its run is tracked.
+func TestCountersExactUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulates three minutes of 200 runs a second")
+	}
+	for _, version := range []string{"1.10.1", "1.13.0"} {
+		t.Run(version, func(t *testing.T) {
+			f := withVersion(newFixture(t, withDiscovery(1000)), version)
+			f.refresh(t) // the exporter starts before the runs
+			sim := difytest.NewSimulator(f.srv, difytest.SimConfig{Key: testKey, NewRuns: 200, Seed: 42})
+			for sec := 1; sec <= 180; sec++ {
+				f.advance(time.Second)
+				sim.Step(f.now())
+				if sec%15 == 0 {
+					f.refresh(t)
+				}
+			}
+			want := map[string]int{}
+			var tokens int
+			for _, id := range sim.RunIDs() {
+				r, _ := f.srv.Run(testKey, id)
+				if client.Status(r.Status).Terminal() {
+					want[r.Status]++
+					tokens += r.TotalTokens
+				}
+			}
+			for _, s := range client.Statuses {
+				if !s.Terminal() {
+					continue
+				}
+				got := value(t, f.reg, "dify_workflow_runs_finished_total", map[string]string{"status": string(s)})
+				if int(got) != want[string(s)] {
+					t.Errorf("finished_total{%s} = %v, want %d", s, got, want[string(s)])
+				}
+			}
+			if got := value(t, f.reg, "dify_workflow_tokens_total", nil); int(got) != tokens {
+				t.Errorf("tokens_total = %v, want %d", got, tokens)
+			}
+			if st := f.exp.App("translator").Status(); st.Tracked > 1000 {
+				t.Errorf("tracked = %d, over the cap", st.Tracked)
+			}
+		})
+	}
+}
+
+// A Dify host whose clock is 5 h behind still has its runs discovered: the
+// lookback is measured on Dify's clock (its Date header), and exported
+// times are corrected onto the exporter's.
+func TestDifyClockBehind(t *testing.T) {
+	f := newFixture(t, withDiscovery(1000))
+	behind := func() time.Time { return f.now().Add(-5 * time.Hour) }
+	f.srv.SetClock(behind)
+	ids := putLoggedRuns(f.srv, behind(), 3, "succeeded")
+	f.refresh(t)
+	if n := testutil.CollectAndCount(f.exp, "dify_workflow_run_tokens"); n != 3 {
+		t.Fatalf("runs exposed = %d, want the 3 logged in the last hour of Dify's clock", n)
+	}
+	for range offsetAgreement {
+		f.advance(15 * time.Second)
+		f.srv.PutRun(testKey, difytest.Run{ID: difytest.NewRunID(), WorkflowID: wfID, Status: "running", CreatedAt: behind()})
+		f.refresh(t)
+	}
+	got := value(t, f.reg, "dify_workflow_run_created_timestamp_seconds", map[string]string{"run_id": ids[0]})
+	r, _ := f.srv.Run(testKey, ids[0])
+	trueCreated := r.CreatedAt.Add(5 * time.Hour) // on the exporter's clock
+	if d := math.Abs(got - float64(trueCreated.Unix())); d > 60 {
+		t.Errorf("created = %v, want %v within a minute (off by %vs)", got, trueCreated.Unix(), d)
+	}
+	if off := value(t, f.reg, "dify_exporter_dify_time_offset_seconds", nil); off != (5 * time.Hour).Seconds() {
+		t.Errorf("time offset = %v, want 18000", off)
+	}
+	if note := f.exp.App("translator").Status().TimeOffsetNote; !strings.Contains(note, "host clock") {
+		t.Errorf("note = %q, want the host clock named", note)
+	}
+}
+
+// Dify's API container in another time zone serves every time shifted,
+// while the logs filter stays in true UTC: runs are all discovered, the
+// exported times are right once the offset is measured, the offset is
+// exposed, and the window costs no more pages than in UTC.
+func TestDifyTimeZone(t *testing.T) {
+	for _, zone := range []time.Duration{8 * time.Hour, -5 * time.Hour, 5*time.Hour + 45*time.Minute, 0} {
+		t.Run(zone.String(), func(t *testing.T) {
+			f := newFixture(t, withDiscovery(1000))
+			f.srv.SetTimeZone(zone)
+			old := putLoggedRuns(f.srv, f.now(), 3, "succeeded")
+			f.refresh(t)
+			if n := testutil.CollectAndCount(f.exp, "dify_workflow_run_tokens"); n != 3 {
+				t.Fatalf("runs exposed = %d, want 3", n)
+			}
+			f.srv.ResetRequests()
+			var fresh string
+			for i := range offsetAgreement + 2 {
+				f.advance(15 * time.Second)
+				fresh = difytest.NewRunID()
+				f.srv.PutRun(testKey, difytest.Run{ID: fresh, WorkflowID: wfID, Status: "running", CreatedAt: f.now().Add(-2 * time.Second)})
+				f.refresh(t)
+				if got := f.srv.Requests(difytest.EndpointLogs); got != i+1 {
+					t.Fatalf("refresh %d: %d log pages in all, want one a refresh", i, got)
+				}
+			}
+			for _, id := range []string{old[0], fresh} {
+				r, _ := f.srv.Run(testKey, id)
+				got := value(t, f.reg, "dify_workflow_run_created_timestamp_seconds", map[string]string{"run_id": id})
+				if d := math.Abs(got - float64(r.CreatedAt.Unix())); d > 60 {
+					t.Errorf("run %s: created = %v, want %v within a minute", id, got, r.CreatedAt.Unix())
+				}
+			}
+			if off := value(t, f.reg, "dify_exporter_dify_time_offset_seconds", nil); off != zone.Seconds() {
+				t.Errorf("time offset = %v, want %v", off, zone.Seconds())
+			}
+			note := f.exp.App("translator").Status().TimeOffsetNote
+			if (zone != 0) != strings.Contains(note, "TZ=UTC") || zone == 0 && note != "" {
+				t.Errorf("note = %q for zone %v", note, zone)
+			}
+		})
+	}
+}
+
+// A fixed --dify.time-offset is applied as given, nothing measured.
+func TestFixedTimeOffset(t *testing.T) {
+	id := runID(1)
+	f := newFixture(t, func(c *AppConfig) { c.RunIDs, c.TimeOffset, c.FixedTimeOffset = []string{id}, -time.Hour, true })
+	f.srv.PutRun(testKey, finishedRun(id, "succeeded"))
+	f.refresh(t)
+	if got := value(t, f.reg, "dify_workflow_run_created_timestamp_seconds", nil); got != float64(t0.Add(-time.Hour).Unix()) {
+		t.Errorf("created = %v, want an hour before %v", got, t0.Unix())
+	}
+}
+
+// A refresh started by a scrape with a long deadline must not make a
+// concurrent scrape with a short one report a hanging Dify as healthy.
+func TestShortScrapeDuringHangReportsItsOwnView(t *testing.T) {
+	paused := runID(1)
+	f := newFixture(t, withRuns(paused))
+	putPaused(f, paused)
+	f.refresh(t)
+	if got := value(t, f.reg, "dify_up", nil); got != 1 {
+		t.Fatalf("dify_up = %v before the hang", got)
+	}
+	f.srv.SetFault(difytest.EndpointRun, difytest.Fault{Hang: true})
+	long, cancelLong := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancelLong()
+	done := make(chan struct{})
+	go func() { f.exp.Refresh(long); close(done) }()
+	time.Sleep(50 * time.Millisecond) // the long one leads
+	short, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	f.exp.Refresh(short)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("short scrape took %v, past its deadline", d)
+	}
+	if got := value(t, f.reg, "dify_up", nil); got != 0 {
+		t.Errorf("dify_up = %v in the short scrape's view of a hanging Dify, want 0", got)
+	}
+	if got := value(t, f.reg, "dify_exporter_runs_stale", nil); got != 1 {
+		t.Errorf("stale = %v in the short scrape's view, want 1", got)
+	}
+	if got := value(t, f.reg, "dify_workflow_run_tokens", nil); got != 150 {
+		t.Errorf("tokens = %v, want the last good 150", got)
+	}
+	<-done
+}
+
+// Without usable logs (a chatflow), unfinished runs are fetched one by
+// one, least recently refreshed first: when the deadline cuts a refresh
+// short, the next one goes on where it stopped.
+func TestDetailCallsAreFair(t *testing.T) {
+	f := newFixture(t, func(c *AppConfig) { c.Concurrency = 4 })
+	f.srv.AddApp(testKey, difytest.App{Name: "Support", Mode: "advanced-chat"})
+	const n = 60
+	for i := range n {
+		id := runID(i)
+		putPaused(f, id)
+		if err := f.exp.Register("translator", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.refresh(t) // learns them all
+	f.srv.ResetRequests()
+	f.srv.SetFault(difytest.EndpointRun, difytest.Fault{Latency: 20 * time.Millisecond})
+	counts := map[string]int{}
+	for range 8 {
+		f.advance(time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Millisecond)
+		f.exp.Refresh(ctx)
+		cancel()
+		a := f.exp.App("translator")
+		a.mu.Lock()
+		for id, r := range a.store.runs {
+			if r.freshAt == a.gen {
+				counts[id]++
+			}
+		}
+		a.mu.Unlock()
+	}
+	lo, hi := math.MaxInt, 0
+	for i := range n {
+		c := counts[runID(i)]
+		lo, hi = min(lo, c), max(hi, c)
+	}
+	if lo == 0 || hi-lo > 2 {
+		t.Errorf("refreshes per run range %d..%d over 8 cut-short refreshes, want every run refreshed and at most 2 apart", lo, hi)
+	}
+	if age := value(t, f.reg, "dify_exporter_refresh_age_seconds", nil); age <= 0 {
+		t.Errorf("refresh age = %v, want the oldest run's data age", age)
+	}
+}
