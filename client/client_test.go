@@ -175,11 +175,19 @@ func TestErrorClasses(t *testing.T) {
 				s.SetFault(difytest.EndpointRun, difytest.Fault{Status: 200, Body: `{"id": "fb47b2e6-5e43-4f90-be01-d5c5a088d156", "status": `})
 			},
 			kind: client.KindBadResponse, status: 200, contains: []string{"dify run", "undecodable"}, requests: 1},
-		{name: "wrong content type (HTML on 200)", key: wfKey, id: runID,
+		{name: "HTML on 200 (a login page in front)", key: wfKey, id: runID,
 			setup: func(s *difytest.Server) {
 				s.SetFault(difytest.EndpointRun, difytest.Fault{Status: 200, Body: "<!doctype html><title>Login</title>", ContentType: "text/html; charset=utf-8"})
 			},
-			kind: client.KindBadResponse, status: 200, contains: []string{"dify run", "text/html"}, requests: 1},
+			kind: client.KindWrongURL, status: 200, contains: []string{"dify run", "HTML", "/v1/workflows/run/" + runID, "not Dify's service API"}, requests: 1},
+		{name: "untyped HTML on 200", key: wfKey, id: runID,
+			setup: func(s *difytest.Server) {
+				s.SetFault(difytest.EndpointRun, difytest.Fault{Status: 200, Body: "\n  <html><body>hi</body></html>", ContentType: "text/plain"})
+			},
+			kind: client.KindWrongURL, status: 200, contains: []string{"dify run", "HTML"}, requests: 1},
+		{name: "404 unknown route (werkzeug)", key: wfKey, id: runID,
+			setup: func(s *difytest.Server) { s.SetFault(difytest.EndpointRun, difytest.Fault{Status: 404}) },
+			kind:  client.KindWrongURL, status: 404, contains: []string{"dify run", "unknown route", "not Dify's service API"}, requests: 1},
 		{name: "truncated body", key: wfKey, id: runID,
 			setup: func(s *difytest.Server) { s.SetFault(difytest.EndpointRun, difytest.Fault{Truncate: true}) },
 			kind:  client.KindBadResponse, contains: []string{"dify run"}, requests: 3},
@@ -866,12 +874,13 @@ func TestWorkflowLogsErrors(t *testing.T) {
 		t.Errorf("chat key, era D: %+v, %v", p, err)
 	}
 
-	// A log row whose run id is not a UUID spoils the page.
+	// A log row whose run id is not a UUID is skipped, and counted.
 	s.SetFault(difytest.EndpointLogs, difytest.Fault{Status: 200,
 		Body: `{"page":1,"limit":20,"total":1,"has_more":false,"data":[{"workflow_run":{"id":"../info","status":"succeeded"},"created_at":1705407629}]}`})
-	_, err = c.WorkflowLogs(context.Background(), client.LogsQuery{})
-	if k := client.KindOf(err); k != client.KindBadResponse {
-		t.Errorf("bad run id in logs: kind %v (%v)", k, err)
+	p, err = c.WorkflowLogs(context.Background(), client.LogsQuery{})
+	if err != nil || len(p.Entries) != 0 || p.Skipped != 1 || client.KindOf(p.SkipErr) != client.KindBadResponse ||
+		!strings.Contains(fmt.Sprint(p.SkipErr), "invalid run ID") {
+		t.Errorf("bad run id in logs: %+v, %v", p, err)
 	}
 	// Rows with a null workflow_run are skipped.
 	s.SetFault(difytest.EndpointLogs, difytest.Fault{Status: 200,
