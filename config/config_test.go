@@ -175,7 +175,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad-no-key-source.yml", `line 2: app "translator": no API key source: set api_key_file or api_key_env`},
 		{"bad-url.yml", `line 3: app "translator": url "ftp://dify.internal/v1": want scheme http or https`},
 		{"bad-url-nohost.yml", `line 3: app "translator": url "http:///v1" has no host`},
-		{"bad-url-userinfo.yml", `line 3: app "translator": url "https://bob:xxxxx@dify.internal/v1" carries user info`},
+		{"bad-url-userinfo.yml", `line 3: app "translator": url "https://dify.internal/v1" carries user info`},
 		{"bad-run-id.yml", `line 6: app "translator": run_ids[1]: invalid run ID "../../etc/passwd"`},
 		{"bad-types.yml", `line 4: app "translator": concurrency: want an integer, got a string`},
 		{"bad-types-runs.yml", `line 4: app "translator": runs: want a mapping {retention: ..., max: ...}, got an integer`},
@@ -457,12 +457,43 @@ func TestFromFlags(t *testing.T) {
 		{func(a *App) { a.RateLimit = math.NaN() }, "--dify.rate-limit"},
 		{func(a *App) { a.Timeout = 0 }, "--dify.timeout must be > 0"},
 		{func(a *App) { a.HTTPClientConfig.BearerTokenFile = "/t" }, "http_client_config: bearer_token/bearer_token_file is not allowed"},
+		// Issue 11: the key pasted as the app name would label every series.
+		{func(a *App) { a.Name = "app-" + secret + "x" }, "--dify.app-name looks like an API key"},
+		{func(a *App) { a.Name = "sk-proj-" + secret }, "--dify.app-name looks like an API key"},
 	} {
 		a := base
 		a.RunIDs = nil
 		tt.edit(&a)
 		if _, err := FromFlags(a); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("got %v, want %s", err, tt.want)
+		}
+	}
+}
+
+// Issue 11: a key given as the URL's user name (no password) was printed,
+// since url.Redacted keeps the user name. The key here is not key-shaped,
+// so only not printing user info keeps it out.
+func TestURLUserInfoNeverShown(t *testing.T) {
+	for _, u := range []string{
+		"http://" + secret + "@dify.internal/v1",
+		"http://" + secret + ":@dify.internal/v1",
+		"ftp://" + secret + "@dify.internal/v1",
+		"http://" + secret + "@/v1",
+		"http://" + secret + "@dify.internal/v1?x=1",
+	} {
+		doc := "apps:\n  - name: a\n    api_key_env: K\n    url: '" + u + "'\n"
+		_, err := Parse([]byte(doc), flagDefaults)
+		if err == nil || !strings.Contains(err.Error(), "line 4: app \"a\": url") {
+			t.Errorf("Parse with url %q: got %v, want a url error", u, err)
+		} else if strings.Contains(err.Error(), secret[:10]) {
+			t.Errorf("Parse with url %q: error leaks the user info: %v", u, err)
+		}
+		a := App{Name: "a", URL: u, APIKeyEnv: "K", Runs: RunLimits{Retention: time.Hour, Max: 1}, Timeout: time.Second, Concurrency: 1}
+		_, err = FromFlags(a)
+		if err == nil || !strings.Contains(err.Error(), "--dify.url") {
+			t.Errorf("FromFlags with url %q: got %v, want a --dify.url error", u, err)
+		} else if strings.Contains(err.Error(), secret[:10]) {
+			t.Errorf("FromFlags with url %q: error leaks the user info: %v", u, err)
 		}
 	}
 }
