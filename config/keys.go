@@ -8,6 +8,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	promconfig "github.com/prometheus/common/config"
 )
 
 // maxKeyFileSize bounds what APIKey reads: a Dify key is some 30 bytes.
@@ -95,6 +97,31 @@ func (c *Config) CheckKeys() error {
 	for _, a := range c.Apps {
 		if _, err := a.APIKey(); err != nil {
 			return fmt.Errorf("app %q: %s", a.Name, redact(err.Error()))
+		}
+	}
+	return nil
+}
+
+// Check does what start-up does with a loaded config beyond Parse, so that
+// --config.check and start-up refuse the same files: it reads every app's
+// key (as CheckKeys), builds the app's HTTP client from its
+// http_client_config (its CA, certificate and key files must load), and
+// reads its run_ids_file. The first failure is returned, naming the app and
+// the file (and line), never a key.
+func (c *Config) Check() error {
+	if err := c.CheckKeys(); err != nil {
+		return err
+	}
+	for _, a := range c.Apps {
+		hc, err := promconfig.NewClientFromConfig(a.HTTPClientConfig, "dify_exporter_"+a.Name)
+		if err != nil {
+			return fmt.Errorf("app %q: http_client_config: %s", a.Name, redact(oneLine(err.Error())))
+		}
+		hc.CloseIdleConnections()
+		if a.RunIDsFile != "" {
+			if _, err := ReadRunIDs(a.RunIDsFile); err != nil {
+				return fmt.Errorf("app %q: run_ids_file: %s", a.Name, redact(err.Error()))
+			}
 		}
 	}
 	return nil
