@@ -140,7 +140,7 @@ func parse(data []byte, d Defaults) (*Config, error) {
 	// The node tree gives positions for the errors found after decoding.
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, syntaxError(err)
+		return nil, syntaxError(data, err)
 	}
 	tree := newTree(&root)
 

@@ -189,7 +189,16 @@ func TestLoadBad(t *testing.T) {
 		{"bad-no-name.yml", `line 2: apps[0]: name is missing`},
 		{"bad-no-apps.yml", `line 3: no apps: want apps: with at least one app`},
 		{"bad-empty.yml", `the file is empty`},
-		{"bad-syntax.yml", `invalid YAML at or after line 1: did not find expected '-' indicator`},
+		// Issue 10: syntax errors name the line at fault, not where the
+		// enclosing block starts.
+		{"bad-syntax.yml", `: invalid YAML at line 3: did not find expected '-' indicator`},
+		{"bad-syntax-indent.yml", `: invalid YAML at line 7: did not find expected '-' indicator`},
+		{"bad-syntax-nested.yml", `: invalid YAML at line 7: did not find expected key`},
+		{"bad-syntax-tab.yml", `: invalid YAML at line 6: found a tab character that violates indentation`},
+		{"bad-syntax-colon.yml", `: invalid YAML at line 6: mapping values are not allowed in this context`},
+		{"bad-syntax-flow.yml", `: invalid YAML at line 4: did not find expected ',' or ']'`},
+		{"bad-syntax-quote.yml", `: invalid YAML at line 4: found unexpected end of stream`},
+		{"bad-syntax-alias.yml", `: invalid YAML at line 4: unknown anchor 'nope' referenced`},
 		{"bad-two-docs.yml", `more than one YAML document`},
 		{"bad-http-auth.yml", `line 4: app "translator": http_client_config: authorization is not allowed`},
 		{"bad-http-basic-auth.yml", `line 2: app "translator": http_client_config: basic_auth is not allowed: the exporter authenticates with the app's API key (api_key_file or api_key_env) (set in defaults:)`},
@@ -495,5 +504,14 @@ func TestURLUserInfoNeverShown(t *testing.T) {
 		} else if strings.Contains(err.Error(), secret[:10]) {
 			t.Errorf("FromFlags with url %q: error leaks the user info: %v", u, err)
 		}
+	}
+}
+
+// A file too large to search keeps the parser's own line, said as such.
+func TestSyntaxErrorLargeFile(t *testing.T) {
+	doc := "# " + strings.Repeat("x", maxBisect) + "\napps:\n  - name: a\n   api_key_env: K\n"
+	_, err := Parse([]byte(doc), flagDefaults)
+	if err == nil || !strings.Contains(err.Error(), "invalid YAML at or after line 2: did not find expected '-' indicator") {
+		t.Errorf("got %v", err)
 	}
 }
