@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"math"
 	"net/url"
 	"os"
@@ -483,13 +484,8 @@ func TestFromFlags(t *testing.T) {
 // since url.Redacted keeps the user name. The key here is not key-shaped,
 // so only not printing user info keeps it out.
 func TestURLUserInfoNeverShown(t *testing.T) {
-	for _, u := range []string{
-		"http://" + secret + "@dify.internal/v1",
-		"http://" + secret + ":@dify.internal/v1",
-		"ftp://" + secret + "@dify.internal/v1",
-		"http://" + secret + "@/v1",
-		"http://" + secret + "@dify.internal/v1?x=1",
-	} {
+	for _, tmpl := range []string{"http://%s@dify.internal/v1", "http://%s:@dify.internal/v1", "ftp://%s@dify.internal/v1", "http://%s@/v1", "http://%s@dify.internal/v1?x=1"} {
+		u := fmt.Sprintf(tmpl, secret)
 		doc := "apps:\n  - name: a\n    api_key_env: K\n    url: '" + u + "'\n"
 		_, err := Parse([]byte(doc), flagDefaults)
 		if err == nil || !strings.Contains(err.Error(), "line 4: app \"a\": url") {
