@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -366,5 +367,31 @@ func TestWrongURL(t *testing.T) {
 	}
 	if client.KindWrongURL.String() != "wrong_url" {
 		t.Errorf("KindWrongURL = %q", client.KindWrongURL)
+	}
+}
+
+// staticTransport answers every request with one 200 JSON body.
+type staticTransport string
+
+func (b staticTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: io.NopCloser(strings.NewReader(string(b))), ContentLength: int64(len(b)), Request: req}, nil
+}
+
+// BenchmarkLyingLogsPage measures refusing a page of 28,000 entries (3.6
+// MiB, under the body cap) sent for limit 100.
+func BenchmarkLyingLogsPage(b *testing.B) {
+	body := logsBody(28000, func(i int) string { return logEntry(fmt.Sprintf("00000000-0000-4000-8000-%012d", i)) })
+	c, err := client.New(client.Config{URL: "http://dify.invalid/v1", APIKey: wfKey, MaxRetries: -1,
+		HTTPClient: &http.Client{Transport: staticTransport(body)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.WorkflowLogs(context.Background(), client.LogsQuery{Limit: 100}); client.KindOf(err) != client.KindBadResponse {
+			b.Fatal(err)
+		}
 	}
 }
