@@ -4,6 +4,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // Endpoint names, as passed to Config.Observe and used in errors.
@@ -75,8 +75,17 @@ type Client struct {
 	backoff time.Duration
 }
 
-// New checks cfg and returns a Client.
+// New checks cfg and returns a Client. Its errors never show the URL's
+// user info (it may be a key or a password) nor anything key-shaped.
 func New(cfg Config) (*Client, error) {
+	c, err := newClient(cfg)
+	if err != nil {
+		return nil, errors.New(RedactKeys(err.Error()))
+	}
+	return c, nil
+}
+
+func newClient(cfg Config) (*Client, error) {
 	u, err := url.Parse(strings.TrimRight(cfg.URL, "/"))
 	if err != nil {
 		// url.Error quotes the whole URL, password included: say less.
@@ -84,13 +93,13 @@ func New(cfg Config) (*Client, error) {
 	}
 	switch {
 	case u.User != nil:
-		return nil, fmt.Errorf("invalid Dify URL %q: user info (credentials) does not belong in the URL", u.Redacted())
+		return nil, fmt.Errorf("invalid Dify URL %q: user info (credentials) does not belong in the URL; the key goes in a file or the environment", withoutUser(u))
 	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("invalid Dify URL %q: scheme must be http or https", u.Redacted())
+		return nil, fmt.Errorf("invalid Dify URL %q: scheme must be http or https", withoutUser(u))
 	case u.Host == "":
-		return nil, fmt.Errorf("invalid Dify URL %q: no host", u.Redacted())
+		return nil, fmt.Errorf("invalid Dify URL %q: no host", withoutUser(u))
 	case u.RawQuery != "" || u.Fragment != "":
-		return nil, fmt.Errorf("invalid Dify URL %q: no query or fragment allowed", u.Redacted())
+		return nil, fmt.Errorf("invalid Dify URL %q: no query or fragment allowed", withoutUser(u))
 	}
 	if cfg.APIKey == "" {
 		return nil, errors.New("no Dify API key")
@@ -114,6 +123,14 @@ func New(cfg Config) (*Client, error) {
 	return &Client{base: u, cfg: cfg, http: hc, backoff: 100 * time.Millisecond}, nil
 }
 
+// withoutUser prints u with its user info dropped: u.Redacted keeps the
+// user name, which may be a key.
+func withoutUser(u *url.URL) string {
+	v := *u
+	v.User = nil
+	return v.String()
+}
+
 // CloseIdleConnections closes the client's idle keep-alive connections.
 func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
 
@@ -125,22 +142,27 @@ func (c *Client) URL() string { return c.base.String() }
 func (c *Client) Run(ctx context.Context, id string) (Run, error) {
 	id, err := ParseRunID(id)
 	if err != nil {
-		return Run{}, &Error{Kind: KindOther, Endpoint: EndpointRun, Err: err}
+		return Run{}, redact(&Error{Kind: KindOther, Endpoint: EndpointRun, Err: err}, c.cfg.APIKey)
 	}
-	var w wireRun
-	if err := c.get(ctx, EndpointRun, "/workflows/run/"+url.PathEscape(id), nil, &w); err != nil {
+	var r Run
+	err = c.get(ctx, EndpointRun, "/workflows/run/"+url.PathEscape(id), nil, func(body []byte, _ time.Time) error {
+		var w wireRun
+		if err := json.Unmarshal(body, &w); err != nil {
+			return err
+		}
+		if w.ID == nil || *w.ID == "" {
+			return &Error{Kind: KindNotFound, Err: errors.New("run not found (empty answer from an older Dify)")}
+		}
+		r = w.toRun()
+		if !strings.EqualFold(r.ID, id) {
+			return &Error{Kind: KindBadResponse, Err: fmt.Errorf("asked for run %s, got %s", id, quoteShort(r.ID, 40))}
+		}
+		r.ID = id
+		return nil
+	})
+	if err != nil {
 		return Run{}, err
 	}
-	if w.ID == nil || *w.ID == "" {
-		return Run{}, &Error{Kind: KindNotFound, Endpoint: EndpointRun, Status: http.StatusOK,
-			Err: errors.New("run not found (empty answer from an older Dify)")}
-	}
-	r := w.toRun()
-	if !strings.EqualFold(r.ID, id) {
-		return Run{}, &Error{Kind: KindBadResponse, Endpoint: EndpointRun, Status: http.StatusOK,
-			Err: fmt.Errorf("asked for run %s, got %.40q", id, r.ID)}
-	}
-	r.ID = id
 	return r, nil
 }
 
@@ -151,7 +173,13 @@ type LogsQuery struct {
 	Page, Limit  int
 }
 
-// WorkflowLogs fetches one page of GET /workflows/logs, newest first.
+// defaultLogsLimit is Dify's page size when no limit is given.
+const defaultLogsLimit = 20
+
+// WorkflowLogs fetches one page of GET /workflows/logs, newest first. A
+// page with more entries than the limit asked for is refused before any
+// entry is decoded (KindBadResponse); an entry that does not decode is
+// skipped and counted in LogPage.Skipped.
 func (c *Client) WorkflowLogs(ctx context.Context, q LogsQuery) (LogPage, error) {
 	v := url.Values{}
 	if q.Page > 0 {
@@ -163,35 +191,69 @@ func (c *Client) WorkflowLogs(ctx context.Context, q LogsQuery) (LogPage, error)
 	if !q.CreatedAfter.IsZero() {
 		v.Set("created_at__after", q.CreatedAfter.UTC().Format("2006-01-02T15:04:05Z"))
 	}
-	var w wireLogPage
-	if err := c.get(ctx, EndpointLogs, "/workflows/logs", v, &w); err != nil {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = defaultLogsLimit
+	}
+	var p LogPage
+	err := c.get(ctx, EndpointLogs, "/workflows/logs", v, func(body []byte, date time.Time) error {
+		var w wireLogPage
+		if err := json.Unmarshal(body, &w); err != nil {
+			return err
+		}
+		if len(w.Data) > limit {
+			return &Error{Kind: KindBadResponse, Err: fmt.Errorf("page has %d entries, more than the limit %d asked for", len(w.Data), limit)}
+		}
+		p = LogPage{Page: w.Page, Limit: w.Limit, Total: w.Total, HasMore: w.HasMore, Date: date,
+			Entries: make([]LogEntry, 0, len(w.Data))}
+		for i, raw := range w.Data {
+			e, ok, err := decodeLogEntry(raw)
+			if err != nil {
+				p.Skipped++
+				if p.SkipErr == nil {
+					p.SkipErr = redact(&Error{Kind: KindBadResponse, Endpoint: EndpointLogs, Status: http.StatusOK,
+						Err: fmt.Errorf("entry %d skipped: %w", i, err)}, c.cfg.APIKey)
+				}
+				continue
+			}
+			if ok {
+				p.Entries = append(p.Entries, e)
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return LogPage{}, err
 	}
-	p := LogPage{Page: w.Page, Limit: w.Limit, Total: w.Total, HasMore: w.HasMore, Date: w.date,
-		Entries: make([]LogEntry, 0, len(w.Data))}
-	for i := range w.Data {
-		d := &w.Data[i]
-		if d.WorkflowRun == nil || d.WorkflowRun.ID == nil {
-			continue
-		}
-		id, err := ParseRunID(*d.WorkflowRun.ID)
-		if err != nil {
-			return LogPage{}, &Error{Kind: KindBadResponse, Endpoint: EndpointLogs, Status: http.StatusOK, Err: err}
-		}
-		e := LogEntry{Run: d.WorkflowRun.toRun(), LoggedAt: time.Time(d.CreatedAt)}
-		e.Run.ID = id
-		if d.WorkflowRun.Version != nil {
-			e.Version = *d.WorkflowRun.Version
-		}
-		p.Entries = append(p.Entries, e)
-	}
 	return p, nil
+}
+
+// decodeLogEntry decodes one log row; ok is false for a row without a run
+// (Dify sends workflow_run null for a deleted run).
+func decodeLogEntry(raw json.RawMessage) (e LogEntry, ok bool, err error) {
+	var d wireLogEntry
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return e, false, err
+	}
+	if d.WorkflowRun == nil || d.WorkflowRun.ID == nil {
+		return e, false, nil
+	}
+	id, err := ParseRunID(*d.WorkflowRun.ID)
+	if err != nil {
+		return e, false, err
+	}
+	e = LogEntry{Run: d.WorkflowRun.toRun(), LoggedAt: time.Time(d.CreatedAt)}
+	e.Run.ID = id
+	if d.WorkflowRun.Version != nil {
+		e.Version = *d.WorkflowRun.Version
+	}
+	return e, true, nil
 }
 
 // Info fetches GET /info.
 func (c *Client) Info(ctx context.Context) (AppInfo, error) {
 	var w wireInfo
-	if err := c.get(ctx, EndpointInfo, "/info", nil, &w); err != nil {
+	if err := c.get(ctx, EndpointInfo, "/info", nil, jsonInto(&w)); err != nil {
 		return AppInfo{}, err
 	}
 	return AppInfo(w), nil
@@ -200,14 +262,33 @@ func (c *Client) Info(ctx context.Context) (AppInfo, error) {
 // Server fetches GET / (no key needed), Dify's version probe.
 func (c *Client) Server(ctx context.Context) (ServerInfo, error) {
 	var w wireIndex
-	if err := c.get(ctx, EndpointIndex, "/", nil, &w); err != nil {
+	if err := c.get(ctx, EndpointIndex, "/", nil, jsonInto(&w)); err != nil {
 		return ServerInfo{}, err
 	}
 	return ServerInfo{ServerVersion: w.ServerVersion, Date: w.date}, nil
 }
 
-// get performs a GET with retries and decodes a 2xx JSON body into out.
-func (c *Client) get(ctx context.Context, endpoint, path string, query url.Values, out any) error {
+func jsonInto(out any) decoder {
+	return func(body []byte, date time.Time) error {
+		if d, ok := out.(dated); ok {
+			d.setDate(date)
+		}
+		return json.Unmarshal(body, out)
+	}
+}
+
+// get performs a GET with retries and hands a 2xx body to decode. A plain
+// error from decode makes a KindBadResponse; an *Error is returned as it
+// is, with the endpoint and status filled in. Every error get returns has
+// been redacted.
+func (c *Client) get(ctx context.Context, endpoint, path string, query url.Values, decode decoder) error {
+	if e := c.retry(ctx, endpoint, path, query, decode); e != nil {
+		return redact(e, c.cfg.APIKey)
+	}
+	return nil
+}
+
+func (c *Client) retry(ctx context.Context, endpoint, path string, query url.Values, decode decoder) *Error {
 	u := *c.base
 	u.Path = strings.TrimRight(u.Path, "/") + path
 	u.RawQuery = query.Encode()
@@ -223,7 +304,7 @@ func (c *Client) get(ctx context.Context, endpoint, path string, query url.Value
 				return ctxError(endpoint, err, last)
 			}
 		}
-		err := c.attempt(ctx, endpoint, target, out)
+		err := c.attempt(ctx, endpoint, target, decode)
 		if err == nil {
 			return nil
 		}
@@ -254,7 +335,7 @@ func (c *Client) get(ctx context.Context, endpoint, path string, query url.Value
 	}
 }
 
-func (c *Client) attempt(ctx context.Context, endpoint, target string, out any) *Error {
+func (c *Client) attempt(ctx context.Context, endpoint, target string, decode decoder) *Error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
@@ -291,21 +372,30 @@ func (c *Client) attempt(ctx context.Context, endpoint, target string, out any) 
 			Err: fmt.Errorf("response larger than %d bytes", c.cfg.MaxBodyBytes)}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return statusError(endpoint, resp, body, c.cfg.APIKey)
+		return c.statusError(endpoint, resp, body)
 	}
-	if err := json.Unmarshal(body, out); err != nil {
+	if isHTML(resp, body) {
+		return c.wrongURL(endpoint, resp, "an HTML page")
+	}
+	if err := decode(body, parseDate(resp.Header.Get("Date"))); err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			e.Endpoint, e.Status = endpoint, resp.StatusCode
+			return e
+		}
 		return &Error{Kind: KindBadResponse, Endpoint: endpoint, Status: resp.StatusCode,
 			Err: fmt.Errorf("undecodable %s body: %w", contentType(resp), err)}
-	}
-	if d, ok := out.(dated); ok {
-		d.setDate(resp.Header.Get("Date"))
 	}
 	return nil
 }
 
-// dated answers keep the server's Date header: Dify's own clock, which
-// the exporter needs to query the logs in Dify's time.
-type dated interface{ setDate(header string) }
+// decoder takes a 2xx body and the server's Date header (zero if absent):
+// Dify's own clock, which the exporter needs to query the logs in Dify's
+// time.
+type decoder func(body []byte, date time.Time) error
+
+// dated answers keep the server's Date header.
+type dated interface{ setDate(time.Time) }
 
 func parseDate(header string) time.Time {
 	t, err := http.ParseTime(header)
@@ -322,14 +412,13 @@ func (c *Client) observe(endpoint, code string) {
 }
 
 // statusError maps a non-2xx answer and Dify's {code, message} envelope
-// to an *Error. A server or proxy that echoes the key gets it redacted.
-func statusError(endpoint string, resp *http.Response, body []byte, key string) *Error {
+// to an *Error.
+func (c *Client) statusError(endpoint string, resp *http.Response, body []byte) *Error {
 	e := &Error{Endpoint: endpoint, Status: resp.StatusCode}
 	var env wireEnvelope
 	if json.Unmarshal(body, &env) == nil {
-		redact := strings.NewReplacer(key, "<redacted>")
-		e.Code = clean(redact.Replace(env.Code), 64)
-		e.Message = clean(redact.Replace(env.Message), 200)
+		e.Code = clean(env.Code, 64)
+		e.Message = clean(env.Message, 200)
 	}
 	switch code := resp.StatusCode; {
 	case code == http.StatusUnauthorized:
@@ -337,6 +426,17 @@ func statusError(endpoint string, resp *http.Response, body []byte, key string) 
 	case code == http.StatusForbidden:
 		e.Kind = KindForbidden
 	case code == http.StatusNotFound:
+		switch {
+		case isHTML(resp, body):
+			return c.wrongURL(endpoint, resp, "an HTML page")
+		case strings.HasPrefix(env.Message, unknownRoute):
+			return c.wrongURL(endpoint, resp, "an unknown route")
+		case e.Code == "" && e.Message == "":
+			return c.wrongURL(endpoint, resp, "not a Dify answer")
+		case endpoint != EndpointRun:
+			// Only a run can be missing; these paths always exist.
+			return c.wrongURL(endpoint, resp, "")
+		}
 		e.Kind = KindNotFound
 	case code == http.StatusTooManyRequests:
 		e.Kind = KindRateLimited
@@ -354,6 +454,41 @@ func statusError(endpoint string, resp *http.Response, body []byte, key string) 
 		e.Err = fmt.Errorf("non-Dify %s body", contentType(resp))
 	}
 	return e
+}
+
+// unknownRoute starts werkzeug's NotFound message, which Dify's API server
+// sends for a path it has no route for.
+const unknownRoute = "The requested URL was not found on the server"
+
+// wrongURL is the error for an answer that shows the URL does not lead to
+// Dify's service API: the web front end's HTML (Dify's nginx serves it at
+// /, the API under /v1), or a 404 for a path every Dify has.
+func (c *Client) wrongURL(endpoint string, resp *http.Response, what string) *Error {
+	at := *resp.Request.URL
+	at.RawQuery = ""
+	got := strconv.Itoa(resp.StatusCode)
+	if what != "" {
+		got += " (" + what + ")"
+	}
+	hint := "check the URL (want e.g. https://api.dify.ai/v1)"
+	if base := strings.TrimRight(c.base.Path, "/"); !strings.HasSuffix(base, "/v1") {
+		v1 := *c.base
+		v1.Path = base + "/v1"
+		hint = fmt.Sprintf(`is the URL missing "/v1"? (want e.g. %s)`, v1.String())
+	}
+	return &Error{Kind: KindWrongURL, Endpoint: endpoint, Status: resp.StatusCode,
+		hint: fmt.Sprintf("%s at %s: not Dify's service API — %s", got, withoutUser(&at), hint)}
+}
+
+// isHTML reports whether an answer is a web page, which Dify's API never
+// sends.
+func isHTML(resp *http.Response, body []byte) bool {
+	ct := strings.ToLower(resp.Header.Get("Content-Type"))
+	if strings.HasPrefix(ct, "text/html") || strings.HasPrefix(ct, "application/xhtml") {
+		return true
+	}
+	b := bytes.TrimLeft(bytes.TrimPrefix(body, []byte("\xef\xbb\xbf")), " \t\r\n")
+	return len(b) > 0 && b[0] == '<'
 }
 
 func transportError(endpoint string, ctx context.Context, err error) *Error {
@@ -410,8 +545,8 @@ func clean(s string, max int) string {
 		}
 		return r
 	}, s)
-	if utf8.RuneCountInString(s) > max {
-		s = string([]rune(s)[:max]) + "…"
+	if c, ok := cut(s, max); ok {
+		return c + "…"
 	}
 	return s
 }

@@ -175,11 +175,19 @@ func TestErrorClasses(t *testing.T) {
 				s.SetFault(difytest.EndpointRun, difytest.Fault{Status: 200, Body: `{"id": "fb47b2e6-5e43-4f90-be01-d5c5a088d156", "status": `})
 			},
 			kind: client.KindBadResponse, status: 200, contains: []string{"dify run", "undecodable"}, requests: 1},
-		{name: "wrong content type (HTML on 200)", key: wfKey, id: runID,
+		{name: "HTML on 200 (a login page in front)", key: wfKey, id: runID,
 			setup: func(s *difytest.Server) {
 				s.SetFault(difytest.EndpointRun, difytest.Fault{Status: 200, Body: "<!doctype html><title>Login</title>", ContentType: "text/html; charset=utf-8"})
 			},
-			kind: client.KindBadResponse, status: 200, contains: []string{"dify run", "text/html"}, requests: 1},
+			kind: client.KindWrongURL, status: 200, contains: []string{"dify run", "HTML", "/v1/workflows/run/" + runID, "not Dify's service API"}, requests: 1},
+		{name: "untyped HTML on 200", key: wfKey, id: runID,
+			setup: func(s *difytest.Server) {
+				s.SetFault(difytest.EndpointRun, difytest.Fault{Status: 200, Body: "\n  <html><body>hi</body></html>", ContentType: "text/plain"})
+			},
+			kind: client.KindWrongURL, status: 200, contains: []string{"dify run", "HTML"}, requests: 1},
+		{name: "404 unknown route (werkzeug)", key: wfKey, id: runID,
+			setup: func(s *difytest.Server) { s.SetFault(difytest.EndpointRun, difytest.Fault{Status: 404}) },
+			kind:  client.KindWrongURL, status: 404, contains: []string{"dify run", "unknown route", "not Dify's service API"}, requests: 1},
 		{name: "truncated body", key: wfKey, id: runID,
 			setup: func(s *difytest.Server) { s.SetFault(difytest.EndpointRun, difytest.Fault{Truncate: true}) },
 			kind:  client.KindBadResponse, contains: []string{"dify run"}, requests: 3},
@@ -887,27 +895,30 @@ func TestWorkflowLogsErrors(t *testing.T) {
 			t.Errorf("chat key, %s: %+v, %v", v, p, err)
 		}
 	}
-	// Before 0.8.2 there is no logs route: Flask's 404 for an unknown URL.
+	// Before 0.8.2 there is no logs route: Flask's 404 for an unknown URL,
+	// which the client reads as a URL that is not the service API's (the
+	// collector does not ask such a release for logs at all).
 	s.SetServerVersion("0.8.1")
 	_, err := c.WorkflowLogs(context.Background(), client.LogsQuery{})
 	e := asError(t, err)
-	if e.Kind != client.KindNotFound || e.Endpoint != client.EndpointLogs || e.Status != 404 || !strings.Contains(err.Error(), "dify logs") {
+	if e.Kind != client.KindWrongURL || e.Endpoint != client.EndpointLogs || e.Status != 404 || !strings.Contains(err.Error(), "dify logs") {
 		t.Errorf("0.8.1: %v (%v)", err, e.Kind)
 	}
 	noSecrets(t, "error", err.Error())
 	s.SetServerVersion(difytest.DefaultVersion)
 
-	// A log row whose run id is not a UUID spoils the page.
+	// A log row whose run id is not a UUID is skipped, and counted.
 	s.SetFault(difytest.EndpointLogs, difytest.Fault{Status: 200,
 		Body: `{"page":1,"limit":20,"total":1,"has_more":false,"data":[{"workflow_run":{"id":"../info","status":"succeeded"},"created_at":1705407629}]}`})
-	_, err = c.WorkflowLogs(context.Background(), client.LogsQuery{})
-	if k := client.KindOf(err); k != client.KindBadResponse {
-		t.Errorf("bad run id in logs: kind %v (%v)", k, err)
+	p, err := c.WorkflowLogs(context.Background(), client.LogsQuery{})
+	if err != nil || len(p.Entries) != 0 || p.Skipped != 1 || client.KindOf(p.SkipErr) != client.KindBadResponse ||
+		!strings.Contains(fmt.Sprint(p.SkipErr), "invalid run ID") {
+		t.Errorf("bad run id in logs: %+v, %v", p, err)
 	}
 	// Rows with a null workflow_run are skipped.
 	s.SetFault(difytest.EndpointLogs, difytest.Fault{Status: 200,
 		Body: `{"page":1,"limit":20,"total":2,"has_more":false,"data":[{"workflow_run":null,"created_at":1705407629},{"workflow_run":{"id":"` + runID + `","status":"failed"},"created_at":1705407629}]}`})
-	p, err := c.WorkflowLogs(context.Background(), client.LogsQuery{})
+	p, err = c.WorkflowLogs(context.Background(), client.LogsQuery{})
 	if err != nil || len(p.Entries) != 1 || p.Entries[0].Run.ID != runID || p.Entries[0].Run.Status != client.StatusFailed {
 		t.Errorf("null workflow_run: %+v, %v", p, err)
 	}

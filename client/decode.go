@@ -54,16 +54,17 @@ type wireLogEntry struct {
 	CreatedAt   flexTime    `json:"created_at"`
 }
 
+// wireLogPage keeps its entries raw: their number is checked before any is
+// decoded, and one that does not decode is skipped, not fatal to the page.
 type wireLogPage struct {
-	Page    int            `json:"page"`
-	Limit   int            `json:"limit"`
-	Total   int            `json:"total"`
-	HasMore bool           `json:"has_more"`
-	Data    []wireLogEntry `json:"data"`
-	date    time.Time
+	Page    int               `json:"page"`
+	Limit   int               `json:"limit"`
+	Total   int               `json:"total"`
+	HasMore bool              `json:"has_more"`
+	Data    []json.RawMessage `json:"data"`
 }
 
-func (w *wireLogPage) setDate(h string) { w.date = parseDate(h) }
+
 
 type wireInfo struct {
 	Name string `json:"name"`
@@ -75,7 +76,7 @@ type wireIndex struct {
 	date          time.Time
 }
 
-func (w *wireIndex) setDate(h string) { w.date = parseDate(h) }
+func (w *wireIndex) setDate(t time.Time) { w.date = t }
 
 type wireEnvelope struct {
 	Code    string `json:"code"`
@@ -110,7 +111,7 @@ func (n *flexNumber) UnmarshalJSON(b []byte) error {
 	}
 	f, err := strconv.ParseFloat(string(b), 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return fmt.Errorf("not a number: %.40q", b)
+		return fmt.Errorf("not a number: %s", quoteShort(string(b), 40))
 	}
 	*n = flexNumber(f)
 	return nil
@@ -164,11 +165,11 @@ func (t *flexTime) UnmarshalJSON(b []byte) error {
 		if f, err := strconv.ParseFloat(s, 64); err == nil {
 			return t.setUnix(f)
 		}
-		return fmt.Errorf("unrecognised timestamp %.40q", s)
+		return fmt.Errorf("unrecognised timestamp %s", quoteShort(s, 40))
 	}
 	f, err := strconv.ParseFloat(string(b), 64)
 	if err != nil {
-		return fmt.Errorf("unrecognised timestamp %.40q", b)
+		return fmt.Errorf("unrecognised timestamp %s", quoteShort(string(b), 40))
 	}
 	return t.setUnix(f)
 }

@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -23,6 +24,7 @@ const (
 	KindBadResponse                // a body that is not what Dify sends
 	KindTimeout                    // the deadline passed
 	KindUnreachable                // connection refused, DNS failure, reset
+	KindWrongURL                   // the URL does not lead to Dify's service API (an HTML page, an unknown route)
 )
 
 var kindNames = [...]string{
@@ -37,6 +39,7 @@ var kindNames = [...]string{
 	KindBadResponse:    "bad_response",
 	KindTimeout:        "timeout",
 	KindUnreachable:    "unreachable",
+	KindWrongURL:       "wrong_url",
 }
 
 // Kinds lists every Kind, for metrics that start each reason at zero.
@@ -68,11 +71,18 @@ type Error struct {
 	RetryAfter time.Duration
 	// Err is the underlying transport or decoding error, if any.
 	Err error
+
+	// hint says what is wrong with the URL, for KindWrongURL.
+	hint string
 }
 
 func (e *Error) Error() string {
 	var detail string
 	switch {
+	case e.Kind == KindWrongURL && e.hint != "":
+		detail = e.hint
+	case e.Kind == KindWrongURL:
+		detail = "not Dify's service API: check the URL (want e.g. https://api.dify.ai/v1)"
 	case e.Kind == KindUnauthorized:
 		detail = fmt.Sprintf("API key refused (%d %s: %s)", e.Status, e.Code, e.Message)
 	case e.Kind == KindNotWorkflowApp:
@@ -94,6 +104,37 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// redactedError stands in for an error whose text held a key. It keeps
+// errors.Is (a context error stays one) but not the original text.
+type redactedError struct {
+	msg   string
+	cause error
+}
+
+func (r *redactedError) Error() string        { return r.msg }
+func (r *redactedError) Is(target error) bool { return errors.Is(r.cause, target) }
+
+// redact is the one place where an *Error is made fit to print: the
+// client's key, and anything shaped like a key, is removed from every text
+// it carries, whatever part of the answer (a body, a header, a value quoted
+// by the decoder) brought it in. Every *Error the client returns has been
+// through it.
+func redact(e *Error, key string) *Error {
+	r := func(s string) string {
+		if key != "" {
+			s = strings.ReplaceAll(s, key, "<redacted>")
+		}
+		return RedactKeys(s)
+	}
+	e.Code, e.Message, e.hint = r(e.Code), r(e.Message), r(e.hint)
+	if e.Err != nil {
+		if s := e.Err.Error(); r(s) != s {
+			e.Err = &redactedError{msg: r(s), cause: e.Err}
+		}
+	}
+	return e
+}
 
 // KindOf returns the Kind of err, KindOther if it is not an *Error.
 func KindOf(err error) Kind {

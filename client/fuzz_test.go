@@ -59,6 +59,11 @@ var logSeeds = []string{
 	`{"data":[{"workflow_run":null},{"workflow_run":{"id":null}}]}`,
 	`{"code":"not_workflow_app","message":"Please check if your app mode matches the right API route.","status":400}`,
 	`{"data":null}`, `{"page":"1"}`, `[]`, ``, `{`,
+	// One bad entry among good ones: skipped, not fatal.
+	`{"page":1,"limit":20,"total":3,"has_more":false,"data":[{"workflow_run":{"id":"fb47b2e6-5e43-4f90-be01-d5c5a088d156","created_at":"yesterday"},"created_at":1705407629},{"workflow_run":{"id":"../info"},"created_at":1705407629},{"workflow_run":{"id":"fb47b2e6-5e43-4f90-be01-d5c5a088d157"},"created_at":"Tue, 16 Jan 2024 12:20:29 -0000"},7]}`,
+	// More entries than asked for.
+	`{"page":1,"limit":1,"total":2,"has_more":false,"data":[{},{}]}`,
+	`<!doctype html><title>404</title>`,
 }
 
 type bodyTransport []byte
@@ -118,7 +123,7 @@ func FuzzDecodeRun(f *testing.F) {
 
 		r, err := fuzzClient(t, body).Run(context.Background(), strings.ToUpper(fuzzRunID))
 		if err != nil {
-			checkFuzzError(t, err, EndpointRun, KindBadResponse, KindNotFound)
+			checkFuzzError(t, err, EndpointRun, KindBadResponse, KindNotFound, KindWrongURL)
 			if r != (Run{}) {
 				t.Errorf("Run returned %+v along with error %v", r, err)
 			}
@@ -139,16 +144,26 @@ func FuzzDecodeLogs(f *testing.F) {
 		var w wireLogPage
 		_ = json.Unmarshal(body, &w)
 
-		p, err := fuzzClient(t, body).WorkflowLogs(context.Background(), LogsQuery{Page: 1, Limit: 100})
+		const limit = 4
+		p, err := fuzzClient(t, body).WorkflowLogs(context.Background(), LogsQuery{Page: 1, Limit: limit})
 		if err != nil {
-			checkFuzzError(t, err, EndpointLogs, KindBadResponse)
+			checkFuzzError(t, err, EndpointLogs, KindBadResponse, KindWrongURL)
 			return
 		}
 		if p.Entries == nil {
 			t.Errorf("Entries is nil, want an empty slice")
 		}
-		if json.Unmarshal(body, &w) == nil && len(p.Entries) > len(w.Data) {
-			t.Errorf("%d entries from %d rows", len(p.Entries), len(w.Data))
+		if json.Unmarshal(body, &w) == nil && len(p.Entries)+p.Skipped > len(w.Data) {
+			t.Errorf("%d entries and %d skipped from %d rows", len(p.Entries), p.Skipped, len(w.Data))
+		}
+		if len(p.Entries)+p.Skipped > limit {
+			t.Errorf("%d entries and %d skipped for limit %d", len(p.Entries), p.Skipped, limit)
+		}
+		if (p.Skipped > 0) != (p.SkipErr != nil) {
+			t.Errorf("Skipped %d with SkipErr %v", p.Skipped, p.SkipErr)
+		}
+		if p.SkipErr != nil {
+			checkFuzzError(t, p.SkipErr, EndpointLogs, KindBadResponse)
 		}
 		for _, e := range p.Entries {
 			id, perr := ParseRunID(e.Run.ID)

@@ -91,8 +91,11 @@ type LogPage struct {
 	Entries []LogEntry
 	// Date is the server's Date header (zero if absent): Dify's clock.
 	Date time.Time
-	// Skipped counts entries that could not be decoded and were left out.
+	// Skipped counts the entries left out because they could not be
+	// decoded (a run ID that is not a UUID, a bad timestamp); SkipErr is
+	// the first one's reason. One bad entry does not spoil its page.
 	Skipped int
+	SkipErr error
 }
 
 // ServerInfo is the answer of GET /v1/.
@@ -129,29 +132,64 @@ func ParseRunID(s string) (string, error) {
 	return strings.ToLower(s), nil
 }
 
-// keyLike matches text shaped like a Dify API key.
-var keyLike = regexp.MustCompile(`app-[A-Za-z0-9]{12,}`)
+// keyLike matches text shaped like an API key: Dify's app- and dataset-
+// keys, and sk- keys (OpenAI style, which some gateways in front of Dify
+// use). Over-redacting a word that merely looks like one is harmless.
+var keyLike = regexp.MustCompile(`(app-|dataset-)[A-Za-z0-9]{12,}|sk-[A-Za-z0-9_-]{16,}`)
 
-// RedactKeys hides anything shaped like a Dify API key in text that
-// came from outside (a refused ID, an unknown app name), so that a key
-// pasted in the wrong place is not echoed into logs or answers.
+// RedactKeys hides anything shaped like an API key in text that came from
+// outside (a refused ID, an unknown app name, a server's answer), so that a
+// key pasted or echoed in the wrong place does not reach logs or answers.
 func RedactKeys(s string) string {
-	return keyLike.ReplaceAllString(s, "app-<redacted>")
+	return keyLike.ReplaceAllStringFunc(s, func(k string) string {
+		return k[:strings.IndexByte(k, '-')+1] + "<redacted>"
+	})
 }
 
 // quoteID quotes a refused ID for an error message, shortened, with
 // invalid UTF-8 escaped and key-shaped text redacted.
 func quoteID(s string) string {
-	return RedactKeys(quoteShort(s))
+	return RedactKeys(quoteShort(s, maxRunIDLen))
 }
 
-func quoteShort(s string) string {
-	if n := len(s); n > maxRunIDLen {
-		s = s[:maxRunIDLen]
-		for !utf8.ValidString(s) && len(s) > 0 {
-			s = s[:len(s)-1]
-		}
-		return fmt.Sprintf("%q… (%d bytes)", s, n)
+// quoteShort quotes s, cut to about max bytes (see cut).
+func quoteShort(s string, max int) string {
+	if c, ok := cut(s, max); ok {
+		return fmt.Sprintf("%q… (%d bytes)", c, len(s))
 	}
 	return fmt.Sprintf("%q", s)
+}
+
+// maxWord is how far cut may run past its limit to finish a word.
+const maxWord = 256
+
+// cut shortens s to about max bytes, on a valid UTF-8 boundary. It does not
+// cut inside a word of letters, digits, '-' and '_' (up to maxWord more
+// bytes), so that a key in the text stays whole and redaction finds it; a
+// longer word is dropped rather than cut. ok reports whether s was cut.
+func cut(s string, max int) (string, bool) {
+	if len(s) <= max {
+		return s, false
+	}
+	end := max
+	for end < len(s) && end < max+maxWord && isWordByte(s[end]) && end > 0 && isWordByte(s[end-1]) {
+		end++
+	}
+	if end < len(s) && end > 0 && isWordByte(s[end]) && isWordByte(s[end-1]) {
+		// Still inside a word: drop the word.
+		for end > 0 && isWordByte(s[end-1]) {
+			end--
+		}
+	}
+	if end >= len(s) {
+		return s, false
+	}
+	for i := 0; i < utf8.UTFMax-1 && end > 0 && !utf8.RuneStart(s[end]); i++ {
+		end-- // not inside a rune
+	}
+	return s[:end], true
+}
+
+func isWordByte(b byte) bool {
+	return '0' <= b && b <= '9' || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || b == '-' || b == '_'
 }

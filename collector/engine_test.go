@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -323,5 +324,53 @@ func TestDetailCallsAreFair(t *testing.T) {
 	}
 	if age := value(t, f.reg, "dify_exporter_refresh_age_seconds", nil); age <= 0 {
 		t.Errorf("refresh age = %v, want the oldest run's data age", age)
+	}
+}
+
+// One undecodable log entry is skipped and counted; it never blocks the
+// window. A page with more entries than asked for is refused.
+func TestPoisonedAndOversizedLogPages(t *testing.T) {
+	f := newFixture(t, withDiscovery(1000))
+	f.refresh(t)
+	good := difytest.NewRunID()
+	page := func(entries ...string) string {
+		return `{"page":1,"limit":100,"total":` + fmt.Sprint(len(entries)) + `,"has_more":false,"data":[` + strings.Join(entries, ",") + `]}`
+	}
+	entry := func(id, created string) string {
+		return `{"id":"` + difytest.NewRunID() + `","workflow_run":{"id":"` + id + `","version":"v1","status":"succeeded","total_tokens":5,"total_steps":1,"elapsed_time":1.5,"created_at":` + created + `,"finished_at":` + created + `},"created_at":` + created + `}`
+	}
+	now := fmt.Sprint(f.now().Unix())
+	f.srv.SetFault(difytest.EndpointLogs, difytest.Fault{Status: 200, Times: 1,
+		Body: page(entry("not-a-uuid", now), entry(difytest.NewRunID(), `"garbage"`), entry(good, now))})
+	f.srv.PutRun(testKey, difytest.Run{ID: good, WorkflowID: wfID, Status: "succeeded", CreatedAt: f.now(), FinishedAt: f.now()})
+	f.advance(15 * time.Second)
+	f.refresh(t)
+	if got := status(f, good); got != "succeeded" {
+		t.Errorf("the good entry beside two poisoned ones: status %q, want succeeded", got)
+	}
+	if got := value(t, f.reg, "dify_exporter_run_errors_total", map[string]string{"reason": "bad_response"}); got != 2 {
+		t.Errorf("bad_response = %v, want 2 (one per poisoned entry)", got)
+	}
+	if got := value(t, f.reg, "dify_up", nil); got != 1 {
+		t.Errorf("dify_up = %v, want 1", got)
+	}
+	if got := finished(t, f); got != 1 {
+		t.Errorf("finished_total = %v, want 1", got)
+	}
+
+	// 20,000 short entries (under the 4 MiB body cap) where 100 were
+	// asked for: refused before any is taken in.
+	var many []string
+	for range 20000 {
+		many = append(many, `{"workflow_run":{"id":"`+difytest.NewRunID()+`","status":"succeeded"},"created_at":`+now+`}`)
+	}
+	f.srv.SetFault(difytest.EndpointLogs, difytest.Fault{Status: 200, Times: 1, Body: page(many...)})
+	f.advance(15 * time.Second)
+	f.refresh(t)
+	if st := f.exp.App("translator").Status(); st.Tracked != 1 || !strings.Contains(st.LastError, "more than the limit") {
+		t.Errorf("after an oversized page: tracked %d, last error %q; want 1 and the limit named", st.Tracked, st.LastError)
+	}
+	if got := value(t, f.reg, "dify_exporter_run_errors_total", map[string]string{"reason": "bad_response"}); got != 3 {
+		t.Errorf("bad_response = %v, want 3", got)
 	}
 }

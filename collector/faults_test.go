@@ -41,7 +41,8 @@ func TestFaults(t *testing.T) {
 		{name: "malformed JSON", inject: fault(difytest.Fault{Status: 200, Body: "{not json"}), reason: "bad_response"},
 		{name: "truncated JSON", inject: fault(difytest.Fault{Status: 200, Body: `{"id": "fb47b2e6-5e43-4f90-be01-`}), reason: "bad_response"},
 		{name: "50 MiB body", inject: fault(difytest.Fault{BodySize: 50 << 20}), reason: "bad_response", deadline: 20 * time.Second},
-		{name: "HTML with status 200", inject: fault(difytest.Fault{Status: 200, Body: "<!DOCTYPE html><html>login</html>", ContentType: "text/html"}), reason: "bad_response"},
+		// A web page where Dify's JSON should be: the URL is not the API's.
+		{name: "HTML with status 200", inject: fault(difytest.Fault{Status: 200, Body: "<!DOCTYPE html><html>login</html>", ContentType: "text/html"}), reason: "wrong_url"},
 		{name: "key revoked", inject: func(s *difytest.Server) { s.RevokeKey(testKey) },
 			recover: func(s *difytest.Server) { s.AddApp(testKey, difytest.App{Name: "Translator", Mode: "workflow"}) }, reason: "unauthorized"},
 		{name: "app disabled", inject: func(s *difytest.Server) { s.DisableApp(testKey, "The app's API service has been disabled.") },

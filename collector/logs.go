@@ -159,6 +159,9 @@ func (a *App) readWindow(ctx context.Context, cfg AppConfig, gen uint64, st *ref
 			pass.stopped = page
 			return pass
 		}
+		if p.SkipErr != nil {
+			st.record(p.SkipErr) // said on the landing page; the page is used
+		}
 		a.mu.Lock()
 		a.observeDate(p.Date, a.now())
 		a.mu.Unlock()

@@ -65,7 +65,7 @@ func (s *refreshState) view() (up bool, lastErr string) {
 // refusal reports whether Dify refused the key or the app itself.
 func refusal(k client.Kind) bool {
 	switch k {
-	case client.KindUnauthorized, client.KindForbidden, client.KindNotWorkflowApp, client.KindAppUnavailable:
+	case client.KindUnauthorized, client.KindForbidden, client.KindNotWorkflowApp, client.KindAppUnavailable, client.KindWrongURL:
 		return true
 	}
 	return false

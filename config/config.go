@@ -140,7 +140,7 @@ func parse(data []byte, d Defaults) (*Config, error) {
 	// The node tree gives positions for the errors found after decoding.
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, syntaxError(err)
+		return nil, syntaxError(data, err)
 	}
 	tree := newTree(&root)
 
@@ -397,8 +397,19 @@ var nameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]+$`)
 // with some slack.
 var keyLike = regexp.MustCompile(`^\s*app-[A-Za-z0-9]{16,}\s*$`)
 
-// nameKeyLike matches an app name that is probably a pasted key.
-var nameKeyLike = regexp.MustCompile(`^app-[A-Za-z0-9]{24}$`)
+// nameKeyLike matches an app name that is probably a pasted key: a Dify
+// key (app- and 24 letters and digits) or an sk- style key.
+var nameKeyLike = regexp.MustCompile(`^(app-[A-Za-z0-9]{24}|sk-[A-Za-z0-9_-]{20,})$`)
+
+// nameLooksLikeKey reports whether an app name is probably a pasted key
+// (one with a digit or a capital: "app-" and a long word is a fine name).
+func nameLooksLikeKey(name string) bool {
+	if !nameKeyLike.MatchString(name) {
+		return false
+	}
+	_, rest, _ := strings.Cut(name, "-")
+	return strings.ContainsAny(rest, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+}
 
 const keysLive = "API keys live in files or the environment: put the key in a file and set api_key_file, or in an environment variable and set api_key_env"
 
@@ -463,7 +474,7 @@ func buildApp(ra *rawApp, rd *rawDefaults, d Defaults, t *tree, an *yaml.Node, i
 	if !nameRE.MatchString(a.Name) {
 		return a, fmt.Errorf("%sapps[%d]: name %s is invalid: want letters, digits, '_', '.' and '-' only", linePrefix(keyNode(an, "name")), i, shorten(a.Name))
 	}
-	if nameKeyLike.MatchString(a.Name) && strings.ContainsAny(a.Name[4:], "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+	if nameLooksLikeKey(a.Name) {
 		return a, fmt.Errorf("%sapps[%d]: name looks like an API key: the name is the app label, shown in every metric; %s", linePrefix(keyNode(an, "name")), i, keysLive)
 	}
 	where := fmt.Sprintf("app %q", a.Name)
@@ -649,7 +660,7 @@ func buildApp(ra *rawApp, rd *rawDefaults, d Defaults, t *tree, an *yaml.Node, i
 }
 
 // checkURL validates and normalizes an API base URL. Its errors never echo
-// userinfo.
+// user info (user info is refused first).
 func checkURL(s string) (string, error) {
 	if strings.TrimSpace(s) == "" {
 		return "", errors.New("is not set: give url: in the app or defaults:, or --dify.url (e.g. https://api.dify.ai/v1)")
@@ -658,17 +669,19 @@ func checkURL(s string) (string, error) {
 	if err != nil {
 		return "", errors.New("is not a valid URL: want e.g. https://api.dify.ai/v1 or http://host/v1")
 	}
+	if u.User != nil {
+		// Redacted would keep the user name, which may be a key.
+		u.User = nil
+		return "", fmt.Errorf("%s carries user info: credentials do not belong in the URL", shorten(u.String()))
+	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return "", fmt.Errorf("%s: want scheme http or https", shorten(u.Redacted()))
+		return "", fmt.Errorf("%s: want scheme http or https", shorten(u.String()))
 	}
 	if u.Host == "" || u.Hostname() == "" {
-		return "", fmt.Errorf("%s has no host: want e.g. https://api.dify.ai/v1", shorten(u.Redacted()))
-	}
-	if u.User != nil {
-		return "", fmt.Errorf("%s carries user info: credentials do not belong in the URL", shorten(u.Redacted()))
+		return "", fmt.Errorf("%s has no host: want e.g. https://api.dify.ai/v1", shorten(u.String()))
 	}
 	if u.RawQuery != "" || u.ForceQuery || strings.ContainsAny(s, "?#") {
-		return "", fmt.Errorf("%s has a query or fragment: want the API base only", shorten(u.Redacted()))
+		return "", fmt.Errorf("%s has a query or fragment: want the API base only", shorten(u.String()))
 	}
 	return strings.TrimRight(s, "/"), nil
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"math"
 	"net/url"
 	"os"
@@ -175,7 +176,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad-no-key-source.yml", `line 2: app "translator": no API key source: set api_key_file or api_key_env`},
 		{"bad-url.yml", `line 3: app "translator": url "ftp://dify.internal/v1": want scheme http or https`},
 		{"bad-url-nohost.yml", `line 3: app "translator": url "http:///v1" has no host`},
-		{"bad-url-userinfo.yml", `line 3: app "translator": url "https://bob:xxxxx@dify.internal/v1" carries user info`},
+		{"bad-url-userinfo.yml", `line 3: app "translator": url "https://dify.internal/v1" carries user info`},
 		{"bad-run-id.yml", `line 6: app "translator": run_ids[1]: invalid run ID "../../etc/passwd"`},
 		{"bad-types.yml", `line 4: app "translator": concurrency: want an integer, got a string`},
 		{"bad-types-runs.yml", `line 4: app "translator": runs: want a mapping {retention: ..., max: ...}, got an integer`},
@@ -189,7 +190,16 @@ func TestLoadBad(t *testing.T) {
 		{"bad-no-name.yml", `line 2: apps[0]: name is missing`},
 		{"bad-no-apps.yml", `line 3: no apps: want apps: with at least one app`},
 		{"bad-empty.yml", `the file is empty`},
-		{"bad-syntax.yml", `invalid YAML at or after line 1: did not find expected '-' indicator`},
+		// Issue 10: syntax errors name the line at fault, not where the
+		// enclosing block starts.
+		{"bad-syntax.yml", `: invalid YAML at line 3: did not find expected '-' indicator`},
+		{"bad-syntax-indent.yml", `: invalid YAML at line 7: did not find expected '-' indicator`},
+		{"bad-syntax-nested.yml", `: invalid YAML at line 7: did not find expected key`},
+		{"bad-syntax-tab.yml", `: invalid YAML at line 6: found a tab character that violates indentation`},
+		{"bad-syntax-colon.yml", `: invalid YAML at line 6: mapping values are not allowed in this context`},
+		{"bad-syntax-flow.yml", `: invalid YAML at line 4: did not find expected ',' or ']'`},
+		{"bad-syntax-quote.yml", `: invalid YAML at line 4: found unexpected end of stream`},
+		{"bad-syntax-alias.yml", `: invalid YAML at line 4: unknown anchor 'nope' referenced`},
 		{"bad-two-docs.yml", `more than one YAML document`},
 		{"bad-http-auth.yml", `line 4: app "translator": http_client_config: authorization is not allowed`},
 		{"bad-http-basic-auth.yml", `line 2: app "translator": http_client_config: basic_auth is not allowed: the exporter authenticates with the app's API key (api_key_file or api_key_env) (set in defaults:)`},
@@ -457,6 +467,9 @@ func TestFromFlags(t *testing.T) {
 		{func(a *App) { a.RateLimit = math.NaN() }, "--dify.rate-limit"},
 		{func(a *App) { a.Timeout = 0 }, "--dify.timeout must be > 0"},
 		{func(a *App) { a.HTTPClientConfig.BearerTokenFile = "/t" }, "http_client_config: bearer_token/bearer_token_file is not allowed"},
+		// Issue 11: the key pasted as the app name would label every series.
+		{func(a *App) { a.Name = "app-" + secret + "x" }, "--dify.app-name looks like an API key"},
+		{func(a *App) { a.Name = "sk-proj-" + secret }, "--dify.app-name looks like an API key"},
 	} {
 		a := base
 		a.RunIDs = nil
@@ -464,5 +477,37 @@ func TestFromFlags(t *testing.T) {
 		if _, err := FromFlags(a); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("got %v, want %s", err, tt.want)
 		}
+	}
+}
+
+// Issue 11: a key given as the URL's user name (no password) was printed,
+// since url.Redacted keeps the user name. The key here is not key-shaped,
+// so only not printing user info keeps it out.
+func TestURLUserInfoNeverShown(t *testing.T) {
+	for _, tmpl := range []string{"http://%s@dify.internal/v1", "http://%s:@dify.internal/v1", "ftp://%s@dify.internal/v1", "http://%s@/v1", "http://%s@dify.internal/v1?x=1"} {
+		u := fmt.Sprintf(tmpl, secret)
+		doc := "apps:\n  - name: a\n    api_key_env: K\n    url: '" + u + "'\n"
+		_, err := Parse([]byte(doc), flagDefaults)
+		if err == nil || !strings.Contains(err.Error(), "line 4: app \"a\": url") {
+			t.Errorf("Parse with url %q: got %v, want a url error", u, err)
+		} else if strings.Contains(err.Error(), secret[:10]) {
+			t.Errorf("Parse with url %q: error leaks the user info: %v", u, err)
+		}
+		a := App{Name: "a", URL: u, APIKeyEnv: "K", Runs: RunLimits{Retention: time.Hour, Max: 1}, Timeout: time.Second, Concurrency: 1}
+		_, err = FromFlags(a)
+		if err == nil || !strings.Contains(err.Error(), "--dify.url") {
+			t.Errorf("FromFlags with url %q: got %v, want a --dify.url error", u, err)
+		} else if strings.Contains(err.Error(), secret[:10]) {
+			t.Errorf("FromFlags with url %q: error leaks the user info: %v", u, err)
+		}
+	}
+}
+
+// A file too large to search keeps the parser's own line, said as such.
+func TestSyntaxErrorLargeFile(t *testing.T) {
+	doc := "# " + strings.Repeat("x", maxBisect) + "\napps:\n  - name: a\n   api_key_env: K\n"
+	_, err := Parse([]byte(doc), flagDefaults)
+	if err == nil || !strings.Contains(err.Error(), "invalid YAML at or after line 2: did not find expected '-' indicator") {
+		t.Errorf("got %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -16,6 +17,9 @@ import (
 func FromFlags(a App) (*Config, error) {
 	if !nameRE.MatchString(a.Name) {
 		return nil, fmt.Errorf("--dify.app-name %s: want [a-zA-Z0-9_.-]+", shorten(a.Name))
+	}
+	if nameLooksLikeKey(a.Name) {
+		return nil, errors.New("--dify.app-name looks like an API key: the name is the app label, shown in every metric; give the key with --dify.api-key-file or DIFY_API_KEY")
 	}
 	if (a.APIKeyFile == "") == (a.APIKeyEnv == "") {
 		return nil, fmt.Errorf("app %q: want exactly one API key source (--dify.api-key-file or the DIFY_API_KEY environment variable)", a.Name)

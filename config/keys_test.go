@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,5 +117,64 @@ func TestParseDoesNotReadKeys(t *testing.T) {
 	}
 	if err := c.CheckKeys(); err == nil || !strings.Contains(err.Error(), `app "translator": api_key_file: open /etc/dify_exporter/translator.key`) {
 		t.Errorf("CheckKeys: %v", err)
+	}
+}
+
+// Issue 10/11: a key file with a byte order mark or a trailing NUL was sent
+// as is (every call then got 401); other stray characters are refused with
+// the file named, never the key.
+func TestAPIKeyOddBytes(t *testing.T) {
+	dir := t.TempDir()
+	accepted := []string{
+		"\ufeff" + testKey,
+		"\ufeff" + testKey + "\r\n",
+		testKey + "\x00",
+		testKey + "\n\x00\x00",
+		testKey + "\u00a0\n", // a no-break space from a copy and paste
+	}
+	for i, content := range accepted {
+		p := filepath.Join(dir, fmt.Sprintf("ok%d", i))
+		writeFile(t, p, content)
+		if got, err := (App{Name: "a", APIKeyFile: p}).APIKey(); err != nil || got != testKey {
+			t.Errorf("key file %q: got %q, %v; want the key", content, got, err)
+		}
+		if strings.Contains(content, "\x00") {
+			continue // the environment cannot hold a NUL
+		}
+		t.Setenv("DIFY_TEST_ODD", content)
+		if got, err := (App{Name: "a", APIKeyEnv: "DIFY_TEST_ODD"}).APIKey(); err != nil || got != testKey {
+			t.Errorf("env %q: got %q, %v; want the key", content, got, err)
+		}
+	}
+	refused := []struct{ content, want string }{
+		{testKey[:10] + "\x00" + testKey[10:], "a control character (U+0000) at byte 10"},
+		{"\x00" + testKey, "a control character (U+0000) at byte 0"},
+		{testKey + "\x1b[0m", "a control character (U+001B)"},
+		{testKey[:5] + "\ufeff" + testKey[5:], "a control character (U+FEFF) at byte 5"},
+		{testKey + "\u200b", "a non-ASCII character (U+200B)"},
+		{testKey + "é", "a non-ASCII character (U+00E9)"},
+		{testKey + "\xff", "a byte that is not UTF-8"},
+		{"\ufeff\ufeff" + testKey, "U+FEFF"},
+		{"\ufeff", "is empty"},
+		{"\x00\n", "is empty"},
+	}
+	for i, tc := range refused {
+		p := filepath.Join(dir, fmt.Sprintf("bad%d", i))
+		writeFile(t, p, tc.content)
+		_, err := App{Name: "a", APIKeyFile: p}.APIKey()
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "api_key_file "+p) {
+			t.Errorf("key file %q: got %v, want an error naming %s and saying %q", tc.content, err, p, tc.want)
+			continue
+		}
+		if strings.Contains(err.Error(), testKey[4:14]) || strings.Contains(err.Error(), testKey[14:]) {
+			t.Errorf("error leaks the key: %v", err)
+		}
+		if strings.Contains(tc.content, "\x00") {
+			continue
+		}
+		t.Setenv("DIFY_TEST_ODD", tc.content)
+		if _, err := (App{Name: "a", APIKeyEnv: "DIFY_TEST_ODD"}).APIKey(); err == nil || !strings.Contains(err.Error(), "DIFY_TEST_ODD") {
+			t.Errorf("env %q: got %v, want an error naming the variable", tc.content, err)
+		}
 	}
 }

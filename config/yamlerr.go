@@ -247,15 +247,69 @@ var (
 	reSyntax    = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 )
 
-// syntaxError rewrites an error of the YAML parser.
-func syntaxError(err error) error {
+// syntaxError rewrites an error of the YAML parser, naming the line at
+// fault. The parser's own line is where the enclosing block starts (the
+// line of "apps:" for a bad key deep inside an app), counted from 0, and it
+// keeps the line it failed at to itself; so the line is found by parsing
+// ever longer prefixes of the file (see faultLine).
+func syntaxError(data []byte, err error) error {
+	msg := problem(err)
+	if n := faultLine(data, msg); n > 0 {
+		return fmt.Errorf("invalid YAML at line %d: %s", n, msg)
+	}
+	if m := reSyntax.FindStringSubmatch(oneLine(err.Error())); m != nil {
+		return fmt.Errorf("invalid YAML at or after line %s: %s", m[1], msg)
+	}
+	return fmt.Errorf("invalid YAML: %s", msg)
+}
+
+// problem is the parser's message without its "yaml: line N: " prefix.
+func problem(err error) string {
 	s := oneLine(err.Error())
 	if m := reSyntax.FindStringSubmatch(s); m != nil {
-		// The parser reports the line where the enclosing block starts
-		// (sometimes counted from 0), not always the line of the problem.
-		return fmt.Errorf("invalid YAML at or after line %s: %s", m[1], m[2])
+		return m[2]
 	}
-	return fmt.Errorf("invalid YAML: %s", strings.TrimPrefix(s, "yaml: "))
+	return strings.TrimPrefix(s, "yaml: ")
+}
+
+// maxBisect bounds the files whose faulty line is searched for: each step
+// parses the file again.
+const maxBisect = 1 << 20
+
+// faultLine returns the first line whose inclusion makes the file fail to
+// parse with msg: the first n such that the first n lines fail with msg and
+// the first n-1 do not, found by bisection. It returns 0 if it cannot tell.
+func faultLine(data []byte, msg string) int {
+	if len(data) > maxBisect {
+		return 0
+	}
+	var ends []int // ends[i] is the offset just past line i+1
+	for i, b := range data {
+		if b == '\n' {
+			ends = append(ends, i+1)
+		}
+	}
+	if len(ends) == 0 || ends[len(ends)-1] != len(data) {
+		ends = append(ends, len(data))
+	}
+	fails := func(n int) bool {
+		var root yaml.Node
+		err := yaml.Unmarshal(data[:ends[n-1]], &root)
+		return err != nil && problem(err) == msg
+	}
+	lo, hi := 0, len(ends) // the first lo lines parse; the first hi lines fail
+	if !fails(hi) {
+		return 0
+	}
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi
 }
 
 // decodeError rewrites an error of the strict decoder into one readable line.
