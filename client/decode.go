@@ -64,8 +64,6 @@ type wireLogPage struct {
 	Data    []json.RawMessage `json:"data"`
 }
 
-
-
 type wireInfo struct {
 	Name string `json:"name"`
 	Mode string `json:"mode"`
