@@ -54,28 +54,27 @@ func Handler(c *Cache, g prometheus.Gatherer, logger log.Logger) http.Handler {
 // compress sets Content-Encoding to what the request accepts best and
 // returns the writer for the body and a function that ends it.
 func compress(w http.ResponseWriter, r *http.Request) (io.Writer, func() error) {
-	switch negotiateEncoding(r.Header.Get("Accept-Encoding")) {
-	case "gzip":
-		w.Header().Set("Content-Encoding", "gzip")
-		gz := gzipWriters.Get().(*gzip.Writer)
-		gz.Reset(w)
-		return gz, func() error {
-			err := gz.Close()
-			gzipWriters.Put(gz)
-			return err
-		}
-	case "zstd":
-		w.Header().Set("Content-Encoding", "zstd")
-		z := zstdWriters.Get().(*zstd.Encoder)
-		z.Reset(w)
-		return z, func() error {
-			err := z.Close()
-			zstdWriters.Put(z)
-			return err
-		}
+	name := negotiateEncoding(r.Header.Get("Accept-Encoding"))
+	pool, ok := compressors[name]
+	if !ok {
+		return w, func() error { return nil }
 	}
-	return w, func() error { return nil }
+	w.Header().Set("Content-Encoding", name)
+	c := pool.Get().(compressor)
+	c.Reset(w)
+	return c, func() error {
+		err := c.Close()
+		pool.Put(c)
+		return err
+	}
 }
+
+type compressor interface {
+	io.WriteCloser
+	Reset(io.Writer)
+}
+
+var compressors = map[string]*sync.Pool{"gzip": &gzipWriters, "zstd": &zstdWriters}
 
 var gzipWriters = sync.Pool{New: func() any {
 	gz, _ := gzip.NewWriterLevel(nil, GzipLevel) // a valid level: no error
