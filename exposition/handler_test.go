@@ -3,6 +3,8 @@ package exposition
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"net/http/httptest"
 	"testing"
 
@@ -101,5 +103,33 @@ func TestWriteRefusesDuplicateFamily(t *testing.T) {
 func TestWriteRefusesProtobuf(t *testing.T) {
 	if err := NewCache().Write(&bytes.Buffer{}, expfmt.NewFormat(expfmt.TypeProtoDelim), nil); err == nil {
 		t.Error("Write in protobuf: no error")
+	}
+}
+
+// TestConcurrentSetAndWrite is for the race detector: scrapes while runs
+// change.
+func TestConcurrentSetAndWrite(t *testing.T) {
+	c := NewCache()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			v := running("translator", fmt.Sprint(i%20))
+			v.Tokens = int64(i)
+			c.Set(v)
+			if i%7 == 0 {
+				c.Delete("translator", fmt.Sprint(i%20))
+			}
+		}
+		c.DeleteApp("translator")
+	}()
+	for range 20 {
+		if err := c.Write(io.Discard, expfmt.NewFormat(expfmt.TypeTextPlain), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
+	if n := c.Len(); n != 0 {
+		t.Errorf("Len after DeleteApp = %d, want 0", n)
 	}
 }
