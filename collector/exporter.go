@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/dify-exporter/dify_exporter/client"
+	"github.com/dify-exporter/dify_exporter/exposition"
 )
 
 // Exporter is a prometheus.Collector for a set of Dify apps.
@@ -30,6 +31,9 @@ type Exporter struct {
 	minInterval time.Duration
 	lastMu      sync.Mutex
 	lastEnded   time.Time // when the last complete refresh ended
+
+	// cache, if set, renders the per-run series instead of Collect.
+	cache *exposition.Cache
 
 	mu   sync.RWMutex
 	apps []*App
@@ -47,6 +51,11 @@ func WithLogger(l log.Logger) Option { return func(e *Exporter) { e.logger = l }
 // last complete refresh (an HA Prometheus pair, several dashboards) reuse
 // it instead of calling Dify again.
 func WithMinInterval(d time.Duration) Option { return func(e *Exporter) { e.minInterval = d } }
+
+// WithRunCache makes Collect keep c up to date with every exposed run
+// instead of emitting the per-run series itself: the /metrics handler
+// writes them from c (exposition.Handler), rendered once per change.
+func WithRunCache(c *exposition.Cache) Option { return func(e *Exporter) { e.cache = c } }
 
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) Option { return func(e *Exporter) { e.now = now } }
@@ -86,7 +95,7 @@ func (e *Exporter) SetApps(cfgs []AppConfig) {
 	for name := range old {
 		// A refresh of the removed app may still be running and count;
 		// the next refresh forgets its series again.
-		e.counters.forgetApp(name)
+		e.forgetApp(name)
 		e.removed = append(e.removed, name)
 	}
 	e.apps = apps
@@ -204,11 +213,19 @@ func (e *Exporter) recent() bool {
 	return !e.lastEnded.IsZero() && e.now().Sub(e.lastEnded) < e.minInterval
 }
 
+// forgetApp removes a removed app's series.
+func (e *Exporter) forgetApp(name string) {
+	e.counters.forgetApp(name)
+	if e.cache != nil {
+		e.cache.DeleteApp(name)
+	}
+}
+
 func (e *Exporter) refreshApps(ctx context.Context) {
 	e.mu.Lock()
 	for _, name := range e.removed {
 		if !slices.ContainsFunc(e.apps, func(a *App) bool { return a.name == name }) {
-			e.counters.forgetApp(name)
+			e.forgetApp(name)
 		}
 	}
 	e.removed = e.removed[:0]
@@ -241,14 +258,14 @@ func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 // refresh left; it does not call Dify.
 func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	for _, a := range e.Apps() {
-		a.collect(ch)
+		a.collect(ch, e.cache)
 	}
 	for _, c := range e.counters.collectors() {
 		c.Collect(ch)
 	}
 }
 
-func (a *App) collect(ch chan<- prometheus.Metric) {
+func (a *App) collect(ch chan<- prometheus.Metric, cache *exposition.Cache) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	name := a.name
@@ -281,10 +298,14 @@ func (a *App) collect(ch chan<- prometheus.Metric) {
 		}
 		ids = append(ids, id)
 	}
-	slices.Sort(ids)
-	e := newRunEmitter(name, a.timeOffset())
-	for _, id := range ids {
-		e.emit(ch, &a.store.runs[id].run)
+	if cache != nil {
+		a.syncCache(cache, ids)
+	} else {
+		slices.Sort(ids)
+		e := newRunEmitter(name, a.timeOffset())
+		for _, id := range ids {
+			e.emit(ch, &a.store.runs[id].run)
+		}
 	}
 	for i, s := range statusLabels {
 		ch <- prometheus.MustNewConstMetric(runsDesc, prometheus.GaugeValue, float64(byStatus[i]), name, s)
@@ -292,6 +313,36 @@ func (a *App) collect(ch chan<- prometheus.Metric) {
 	for i, s := range sourceNames {
 		ch <- prometheus.MustNewConstMetric(trackedRunsDesc, prometheus.GaugeValue, float64(bySource[i]), name, s.name)
 	}
+}
+
+// syncCache sets every exposed run (ids) in the cache and deletes the runs
+// no longer exposed. Unchanged runs cost a comparison. Call with a.mu held.
+func (a *App) syncCache(cache *exposition.Cache, ids []string) {
+	if a.cached == nil {
+		a.cached = make(map[string]uint32, len(ids))
+	}
+	a.cacheEpoch++
+	offset := a.timeOffset()
+	for _, id := range ids {
+		r := &a.store.runs[id].run
+		cache.Set(exposition.RunValues{App: a.name, WorkflowID: r.WorkflowID, RunID: id, Status: string(r.Status),
+			Tokens: r.TotalTokens, Steps: r.TotalSteps, Elapsed: r.Elapsed,
+			Created: shift(r.CreatedAt, offset), Finished: shift(r.FinishedAt, offset)})
+		a.cached[id] = a.cacheEpoch
+	}
+	for id, epoch := range a.cached {
+		if epoch != a.cacheEpoch {
+			cache.Delete(a.name, id)
+			delete(a.cached, id)
+		}
+	}
+}
+
+func shift(t time.Time, d time.Duration) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.Add(d)
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }

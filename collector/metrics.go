@@ -4,26 +4,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dify-exporter/dify_exporter/client"
+	"github.com/dify-exporter/dify_exporter/exposition"
 )
 
 const namespace = "dify"
 
-var runLabels = []string{"app", "workflow_id", "run_id"}
-
 // Every metric family the collector emits is declared here.
 var (
-	runTokensDesc = prometheus.NewDesc("dify_workflow_run_tokens",
-		"Total tokens used by the workflow run (Dify's total_tokens).", runLabels, nil)
-	runStepsDesc = prometheus.NewDesc("dify_workflow_run_steps",
-		"Steps executed by the workflow run (Dify's total_steps).", runLabels, nil)
-	runElapsedDesc = prometheus.NewDesc("dify_workflow_run_elapsed_seconds",
-		"Elapsed time of the workflow run in seconds (Dify's elapsed_time).", runLabels, nil)
-	runStatusDesc = prometheus.NewDesc("dify_workflow_run_status",
-		"Status of the workflow run: 1 for its current status, 0 for the others.", append(runLabels, "status"), nil)
-	runCreatedDesc = prometheus.NewDesc("dify_workflow_run_created_timestamp_seconds",
-		"Unix time the workflow run was created.", runLabels, nil)
-	runFinishedDesc = prometheus.NewDesc("dify_workflow_run_finished_timestamp_seconds",
-		"Unix time the workflow run finished; absent while it has not.", runLabels, nil)
+	// The per-run families are declared once, in package exposition,
+	// which renders them from its cache.
+	runTokensDesc   = exposition.RunTokens.Desc()
+	runStepsDesc    = exposition.RunSteps.Desc()
+	runElapsedDesc  = exposition.RunElapsed.Desc()
+	runStatusDesc   = exposition.RunStatus.Desc()
+	runCreatedDesc  = exposition.RunCreated.Desc()
+	runFinishedDesc = exposition.RunFinished.Desc()
 
 	upDesc = prometheus.NewDesc("dify_up",
 		"1 if the last refresh reached the app's Dify API with a valid key.", []string{"app"}, nil)

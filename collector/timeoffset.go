@@ -115,14 +115,6 @@ func (a *App) difyNow(t time.Time) time.Time {
 	return t
 }
 
-// exported moves a served time onto the exporter's clock.
-func (a *App) exported(t time.Time) time.Time {
-	if t.IsZero() {
-		return t
-	}
-	return t.Add(a.timeOffset())
-}
-
 // observeDate takes the Date header of an answer received at the
 // exporter's time at.
 func (a *App) observeDate(date, at time.Time) {
