@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,9 +24,11 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 	sloggokit "github.com/tjhop/slog-gokit"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/dify-exporter/dify_exporter/collector"
 	"github.com/dify-exporter/dify_exporter/config"
+	"github.com/dify-exporter/dify_exporter/server"
 )
 
 func main() {
@@ -60,6 +63,8 @@ type flags struct {
 	registration bool
 	demo         bool
 	telemetry    string
+	maxConns     int
+	maxRequests  int
 	logLevel     string
 	logFormat    string
 	web          *web.FlagConfig
@@ -69,7 +74,7 @@ func parseFlags(args []string) (*flags, error) {
 	f := &flags{}
 	app := kingpin.New("dify_exporter", "Prometheus exporter for the workflow runs of Dify apps.")
 	app.Flag("config.file", "YAML file of Dify apps; reloaded on SIGHUP and POST /-/reload.").StringVar(&f.configFile)
-	app.Flag("config.check", "Validate --config.file (and its keys) and exit.").BoolVar(&f.configCheck)
+	app.Flag("config.check", "Validate the configuration (--config.file or the --dify.* flags) and its keys, and exit.").BoolVar(&f.configCheck)
 	app.Flag("dify.url", "Dify service API base URL (self-hosted: http://host/v1).").Default("https://api.dify.ai/v1").StringVar(&f.url)
 	app.Flag("dify.api-key-file", "File holding the app's API key; else the env var DIFY_API_KEY is used.").StringVar(&f.keyFile)
 	app.Flag("dify.app-name", "The app label when no config file is used.").Default("default").StringVar(&f.appName)
@@ -87,6 +92,8 @@ func parseFlags(args []string) (*flags, error) {
 	app.Flag("total-shards", "Number of replicas sharing the runs.").Default("1").IntVar(&f.totalShards)
 	app.Flag("web.enable-registration", "Accept run IDs on POST /api/v1/runs.").BoolVar(&f.registration)
 	app.Flag("web.telemetry-path", "Path of the metrics.").Default("/metrics").StringVar(&f.telemetry)
+	app.Flag("web.max-connections", "Open HTTP connections per listen address; more wait to be accepted (0 = no limit).").Default("512").IntVar(&f.maxConns)
+	app.Flag("web.max-requests", "Concurrent scrapes; more get 503 (0 = no limit).").Default("40").IntVar(&f.maxRequests)
 	app.Flag("demo", "Run against a built-in simulated Dify with live runs.").BoolVar(&f.demo)
 	app.Flag("log.level", "Only log messages with this severity or above: debug, info, warn, error.").Default("info").EnumVar(&f.logLevel, "debug", "info", "warn", "error")
 	app.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").EnumVar(&f.logFormat, "logfmt", "json")
@@ -94,6 +101,12 @@ func parseFlags(args []string) (*flags, error) {
 	app.Version(version.Print("dify_exporter"))
 	app.HelpFlag.Short('h')
 	if _, err := app.Parse(args); err != nil {
+		for _, a := range args {
+			if a == "--dify.api-key" || strings.HasPrefix(a, "--dify.api-key=") {
+				// Not kingpin's error: it may quote the value.
+				return nil, errors.New("unknown flag --dify.api-key: API keys are never flags: use --dify.api-key-file=FILE or the env var DIFY_API_KEY")
+			}
+		}
 		return nil, err
 	}
 	switch {
@@ -103,8 +116,13 @@ func parseFlags(args []string) (*flags, error) {
 		return nil, fmt.Errorf("--shard must be in [0, %d), not %d", f.totalShards, f.shard)
 	case f.offset < 0:
 		return nil, errors.New("--timeout-offset must not be negative")
-	case f.configCheck && f.configFile == "":
-		return nil, errors.New("--config.check needs --config.file")
+	case f.maxConns < 0:
+		return nil, errors.New("--web.max-connections must not be negative")
+	case f.maxRequests < 0:
+		return nil, errors.New("--web.max-requests must not be negative")
+	}
+	if err := server.CheckTelemetryPath(f.telemetry); err != nil {
+		return nil, fmt.Errorf("--web.telemetry-path %w", err)
 	}
 	return f, nil
 }
@@ -167,20 +185,30 @@ func run(args []string, stderr *os.File) int {
 		level.Info(logger).Log("msg", "Demo mode: exporting a simulated Dify", "url", url)
 	}
 
+	exp := collector.New(nil, collector.WithLogger(logger))
+	state := newAppState(exp, loader, logger)
 	cfg, err := loader.load()
 	if err != nil {
 		return fail("Invalid configuration", err)
 	}
 	if f.configCheck {
-		level.Info(logger).Log("msg", "Configuration is valid", "file", f.configFile, "apps", len(cfg.Apps))
+		// What start-up does, short of serving.
+		b, err := state.build(cfg)
+		if err != nil {
+			return fail("Invalid configuration", err)
+		}
+		closeClients(b.clients)
+		if f.configFile == "" {
+			level.Info(logger).Log("msg", "Configuration is valid", "flags", "--dify.*", "apps", len(cfg.Apps))
+		} else {
+			level.Info(logger).Log("msg", "Configuration is valid", "file", f.configFile, "apps", len(cfg.Apps))
+		}
 		return 0
 	}
 	if f.configFile != "" && (f.url != "https://api.dify.ai/v1" || f.keyFile != "" || len(f.runIDs) > 0 || f.runIDsFile != "" || f.appName != "default") {
 		level.Warn(logger).Log("msg", "--config.file is given: the single-app --dify.* flags are ignored")
 	}
 
-	exp := collector.New(nil, collector.WithLogger(logger))
-	state := newAppState(exp, loader, logger)
 	if err := state.apply(cfg); err != nil {
 		return fail("Invalid configuration", err)
 	}
@@ -191,13 +219,24 @@ func run(args []string, stderr *os.File) int {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	mux := newMux(f, exp, state, reg, logger)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	handler, err := server.NewHandler(server.Config{
+		Exporter: exp, Reloader: state, Metrics: server.PromHTTP(reg, logger), Logger: logger,
+		TelemetryPath: f.telemetry, TimeoutOffset: f.offset, Registration: f.registration,
+		MaxRequests: f.maxRequests, Timeouts: server.DefaultTimeouts,
+	})
+	if err != nil {
+		return fail("Invalid configuration", err)
+	}
+	srv := server.NewServer(handler, server.DefaultTimeouts)
+	listeners, err := server.Listen(f.web, f.maxConns, slogger)
+	if err != nil {
+		return fail("Cannot listen", err)
+	}
 
 	level.Info(logger).Log("msg", "Starting dify_exporter", "version", version.Info(), "apps", len(cfg.Apps))
 	errc := make(chan error, 1)
 	go func() {
-		errc <- web.ListenAndServe(srv, f.web, slogger)
+		errc <- web.ServeMultiple(listeners, srv, f.web, slogger)
 	}()
 
 	sig := make(chan os.Signal, 1)
@@ -212,7 +251,7 @@ func run(args []string, stderr *os.File) int {
 			return 0
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				state.reload()
+				state.Reload()
 				continue
 			}
 			level.Info(logger).Log("msg", "Shutting down", "signal", s)
@@ -275,6 +314,9 @@ func (l *configLoader) load() (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkAppName(app.Name); err != nil {
+		return nil, err
+	}
 	if l.demo != nil {
 		return cfg, nil
 	}
@@ -282,6 +324,22 @@ func (l *configLoader) load() (*config.Config, error) {
 		return nil, errors.New("no Dify API key: give --dify.api-key-file=FILE or set DIFY_API_KEY")
 	}
 	return cfg, cfg.CheckKeys()
+}
+
+// checkAppName holds --dify.app-name to the rules of a config file's app
+// name, which refuse a pasted key (config.FromFlags checks only the
+// characters): the name is put in a one-app file for config.Parse. The
+// message is this one, since the name may be a key.
+func checkAppName(name string) error {
+	doc, err := yaml.Marshal(map[string][]map[string]string{"apps": {{"name": name, "api_key_env": "DIFY_API_KEY"}}})
+	if err != nil {
+		return err
+	}
+	valid := config.Defaults{URL: "https://api.dify.ai/v1", Runs: config.RunLimits{Retention: time.Hour, Max: 1}, Timeout: time.Second, Concurrency: 1}
+	if _, err := config.Parse(doc, valid); err != nil {
+		return errors.New("--dify.app-name is refused as a config file would refuse it: it looks like an API key; the name is the app label, shown on every series, and keys come from --dify.api-key-file=FILE or DIFY_API_KEY")
+	}
+	return nil
 }
 
 // key returns an app's API key: the demo's own, or from its file or env.
