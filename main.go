@@ -92,7 +92,7 @@ func parseFlags(args []string) (*flags, error) {
 	app.Flag("total-shards", "Number of replicas sharing the runs.").Default("1").IntVar(&f.totalShards)
 	app.Flag("web.enable-registration", "Accept run IDs on POST /api/v1/runs.").BoolVar(&f.registration)
 	app.Flag("web.telemetry-path", "Path of the metrics.").Default("/metrics").StringVar(&f.telemetry)
-	app.Flag("web.max-connections", "Open HTTP connections per listen address; more wait to be accepted (0 = no limit).").Default("512").IntVar(&f.maxConns)
+	app.Flag("web.max-connections", "Open HTTP connections; at the limit a new one replaces the longest-idle one, or waits if none is idle (0 = no limit).").Default("512").IntVar(&f.maxConns)
 	app.Flag("web.max-requests", "Concurrent scrapes; more get 503 (0 = no limit).").Default("40").IntVar(&f.maxRequests)
 	app.Flag("demo", "Run against a built-in simulated Dify with live runs.").BoolVar(&f.demo)
 	app.Flag("log.level", "Only log messages with this severity or above: debug, info, warn, error.").Default("info").EnumVar(&f.logLevel, "debug", "info", "warn", "error")
@@ -227,8 +227,9 @@ func run(args []string, stderr *os.File) int {
 	if err != nil {
 		return fail("Invalid configuration", err)
 	}
-	srv := server.NewServer(handler, server.DefaultTimeouts)
-	listeners, err := server.Listen(f.web, f.maxConns, slogger)
+	limit := server.NewConnLimit(f.maxConns)
+	srv := server.NewServer(handler, server.DefaultTimeouts, limit)
+	listeners, err := server.Listen(f.web, limit, slogger)
 	if err != nil {
 		return fail("Cannot listen", err)
 	}

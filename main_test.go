@@ -1336,6 +1336,7 @@ func TestConcurrentUse(t *testing.T) {
 	hc := &http.Client{Timeout: 20 * time.Second}
 	req := func(method, path, body string) int {
 		r, _ := http.NewRequest(method, "http://"+e.addr+path, strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
 		resp, err := hc.Do(r)
 		if err != nil {
 			return -1

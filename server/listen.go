@@ -11,15 +11,14 @@ import (
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/mdlayher/vsock"
 	"github.com/prometheus/exporter-toolkit/web"
-	"golang.org/x/net/netutil"
 )
 
 // Listen opens the listeners that exporter-toolkit's web.ListenAndServe
-// would (systemd sockets, vsock://:PORT, TCP addresses), each accepting at
-// most maxConns connections at a time: more wait in the kernel's backlog
-// instead of taking file descriptors. Serve them with web.ServeMultiple,
-// which adds TLS and basic auth.
-func Listen(flags *web.FlagConfig, maxConns int, logger *slog.Logger) ([]net.Listener, error) {
+// would (systemd sockets, vsock://:PORT, TCP addresses), their connections
+// counted against limit (which may be nil). Serve them with
+// web.ServeMultiple, which adds TLS and basic auth, and a server from
+// NewServer with the same limit.
+func Listen(flags *web.FlagConfig, limit *ConnLimit, logger *slog.Logger) ([]net.Listener, error) {
 	var ls []net.Listener
 	closeAll := func() {
 		for _, l := range ls {
@@ -49,10 +48,8 @@ func Listen(flags *web.FlagConfig, maxConns int, logger *slog.Logger) ([]net.Lis
 			ls = append(ls, l)
 		}
 	}
-	if maxConns > 0 {
-		for i, l := range ls {
-			ls[i] = netutil.LimitListener(l, maxConns)
-		}
+	for i, l := range ls {
+		ls[i] = limit.Listener(l)
 	}
 	return ls, nil
 }

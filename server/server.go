@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path"
 	"strings"
@@ -135,11 +136,17 @@ func NewHandler(c Config) (http.Handler, error) {
 	return mux, nil
 }
 
-// NewServer returns an http.Server for the endpoints with t's limits.
-// WriteTimeout is the default that every response gets; scrapes extend
-// it to their own timeout.
-func NewServer(h http.Handler, t Timeouts) *http.Server {
+// NewServer returns an http.Server for the endpoints with t's limits and
+// the connection limit of its listeners (nil for none). WriteTimeout is
+// the default that every response gets; scrapes extend it to their own
+// timeout.
+func NewServer(h http.Handler, t Timeouts, limit *ConnLimit) *http.Server {
+	var hook func(net.Conn, http.ConnState)
+	if limit != nil {
+		hook = limit.ConnState
+	}
 	return &http.Server{
+		ConnState:         hook,
 		Handler:           h,
 		ReadHeaderTimeout: t.ReadHeader,
 		ReadTimeout:       t.Read,

@@ -49,11 +49,12 @@ func serve(t *testing.T, c Config, maxConns int) string {
 	addrs, systemd, webCfg := []string{"127.0.0.1:0"}, false, ""
 	flags := &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &systemd, WebConfigFile: &webCfg}
 	logger := slog.New(slog.DiscardHandler)
-	ls, err := Listen(flags, maxConns, logger)
+	limit := NewConnLimit(maxConns)
+	ls, err := Listen(flags, limit, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(h, c.Timeouts)
+	srv := NewServer(h, c.Timeouts, limit)
 	done := make(chan error, 1)
 	go func() { done <- web.ServeMultiple(ls, srv, flags, logger) }()
 	t.Cleanup(func() {
@@ -273,28 +274,38 @@ func TestLongScrapeOutlastsReadTimeout(t *testing.T) {
 	}
 }
 
-// Connections beyond the limit wait to be accepted rather than take file
-// descriptors; they are served once others close.
-func TestConnectionLimit(t *testing.T) {
+// get fetches /-/healthy on conn.
+func get(t *testing.T, conn net.Conn, br *bufio.Reader) {
+	t.Helper()
+	fmt.Fprintf(conn, "GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("GET /-/healthy: %v", err)
+	}
+	resp.Body.Close()
+}
+
+// Busy connections beyond the limit wait to be accepted rather than take
+// file descriptors; they are served once others close.
+func TestConnectionLimitBusy(t *testing.T) {
 	c := testConfig()
 	addr := serve(t, c, 3)
-	held := []net.Conn{dial(t, addr), dial(t, addr), dial(t, addr)}
-	for _, h := range held { // make sure all three were accepted
-		fmt.Fprintf(h, "GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
-		resp, err := http.ReadResponse(bufio.NewReader(h), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+	var busy []net.Conn
+	for range 3 { // requests whose headers never end (within ReadHeader)
+		conn := dial(t, addr)
+		fmt.Fprintf(conn, "GET /-/healthy HTTP/1.1\r\nHost: x\r\n")
+		busy = append(busy, conn)
 	}
-	extra := dial(t, addr) // the kernel completes the handshake
+	time.Sleep(100 * time.Millisecond) // let the server accept them
+	extra := dial(t, addr)             // the kernel completes the handshake
 	fmt.Fprintf(extra, "GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
 	br := bufio.NewReader(extra)
 	extra.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 	if _, err := br.ReadByte(); err == nil {
-		t.Fatalf("a fourth connection was served while three were open (limit 3)")
+		t.Fatalf("a fourth connection was served while three were busy (limit 3)")
 	}
-	held[0].Close()
+	busy[0].Close()
 	extra.SetReadDeadline(time.Now().Add(5 * time.Second))
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
@@ -303,6 +314,30 @@ func TestConnectionLimit(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("waiting connection: %d", resp.StatusCode)
+	}
+}
+
+// Idle keep-alive connections at the limit make room for a new one, the
+// longest-idle first: they cannot lock Prometheus out.
+func TestConnectionLimitIdle(t *testing.T) {
+	c := testConfig()
+	addr := serve(t, c, 3)
+	var idle []net.Conn
+	for range 3 {
+		conn := dial(t, addr)
+		get(t, conn, bufio.NewReader(conn))
+		idle = append(idle, conn)
+		time.Sleep(20 * time.Millisecond) // an order of idleness
+	}
+	extra := dial(t, addr)
+	get(t, extra, bufio.NewReader(extra)) // fails the test if it waits 5s
+	if !closedWithin(idle[0], time.Second) {
+		t.Errorf("the longest-idle connection was not closed for the new one")
+	}
+	for i, conn := range idle[1:] {
+		if closedWithin(conn, 100*time.Millisecond) {
+			t.Errorf("idle connection %d was closed too; only the oldest needed to be", i+1)
+		}
 	}
 }
 
