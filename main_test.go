@@ -344,6 +344,16 @@ func putRun(srv *difytest.Server, key, status string, tokens int) string {
 	return id
 }
 
+// startWithRun starts the exporter on one workflow app with one listed
+// running run of tokens tokens.
+func startWithRun(t *testing.T, tokens int) (*difytest.Server, *exporter, string) {
+	t.Helper()
+	srv := newDify(t)
+	srv.AddApp(secretKey, difytest.App{Name: "T", Mode: "workflow"})
+	id := putRun(srv, secretKey, "running", tokens)
+	return srv, startExporter(t, baseEnv("DIFY_API_KEY="+secretKey), "--dify.url="+srv.URL(), "--dify.run-id="+id), id
+}
+
 func TestStartupFailures(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "key")
@@ -1176,10 +1186,7 @@ func TestSecretsInDifyErrorMessages(t *testing.T) {
 // the refresh (an HA pair of Prometheus servers with different timeouts,
 // or a curl with no header next to Prometheus).
 func TestScrapeTimeoutSharedRefresh(t *testing.T) {
-	srv := newDify(t)
-	srv.AddApp(secretKey, difytest.App{Name: "T", Mode: "workflow"})
-	id := putRun(srv, secretKey, "running", 42)
-	e := startExporter(t, baseEnv("DIFY_API_KEY="+secretKey), "--dify.url="+srv.URL(), "--dify.run-id="+id)
+	srv, e, id := startWithRun(t, 42)
 	e.scrape()
 	srv.SetFault(difytest.EndpointRun, difytest.Fault{Hang: true})
 
@@ -1443,10 +1450,7 @@ func TestBasicAuth(t *testing.T) {
 // Every reload makes new Dify clients; the replaced ones' kept-alive
 // connections must not pile up (each holds two goroutines and an fd).
 func TestReloadsCloseConnections(t *testing.T) {
-	srv := newDify(t)
-	srv.AddApp(secretKey, difytest.App{Name: "T", Mode: "workflow"})
-	id := putRun(srv, secretKey, "running", 1)
-	e := startExporter(t, baseEnv("DIFY_API_KEY="+secretKey), "--dify.url="+srv.URL(), "--dify.run-id="+id)
+	_, e, _ := startWithRun(t, 1)
 	e.scrape()
 	m := e.scrape()
 	g0, fd0 := m.mustValue(t, "go_goroutines"), m.mustValue(t, "process_open_fds")
