@@ -19,6 +19,7 @@ import (
 	"github.com/dify-exporter/dify_exporter/client"
 	"github.com/dify-exporter/dify_exporter/collector"
 	"github.com/dify-exporter/dify_exporter/config"
+	"github.com/dify-exporter/dify_exporter/server"
 )
 
 // appState wires a config into the collector and keeps the watched run-ID
@@ -29,8 +30,10 @@ type appState struct {
 	logger   log.Logger
 	reloadOK prometheus.Gauge
 
-	mu    sync.Mutex
-	files []*idsFile
+	mu      sync.Mutex
+	files   []*idsFile
+	clients []*client.Client // the running apps' clients
+	status  server.ReloadStatus
 }
 
 // idsFile is a watched file of run IDs for one app.
@@ -49,14 +52,17 @@ func newAppState(exp *collector.Exporter, loader *configLoader, logger log.Logge
 		})}
 }
 
-// reload reads the configuration again; on any error the running one stays.
-func (s *appState) reload() error {
+// Reload reads the configuration again; on any error the running one stays.
+func (s *appState) Reload() error {
 	cfg, err := s.loader.load()
 	if err == nil {
 		err = s.apply(cfg)
 	}
 	if err != nil {
 		s.reloadOK.Set(0)
+		s.mu.Lock()
+		s.status.FailedAt, s.status.Err = time.Now(), err.Error()
+		s.mu.Unlock()
 		level.Error(s.logger).Log("msg", "Reload failed; keeping the running configuration", "err", err)
 		return err
 	}
@@ -64,43 +70,83 @@ func (s *appState) reload() error {
 	return nil
 }
 
-// apply builds every app's client first and swaps them in only if all
-// succeed.
-func (s *appState) apply(cfg *config.Config) error {
-	apps := make([]collector.AppConfig, 0, len(cfg.Apps))
-	var files []*idsFile
+// LastReload says when the running configuration was loaded and whether
+// a reload failed since.
+func (s *appState) LastReload() server.ReloadStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
+}
+
+// built is a config turned into what the collector runs.
+type built struct {
+	apps    []collector.AppConfig
+	clients []*client.Client
+	files   []*idsFile
+}
+
+// close drops the clients' idle connections, for clients never used or
+// no longer used.
+func closeClients(cs []*client.Client) {
+	for _, c := range cs {
+		c.CloseIdleConnections()
+	}
+}
+
+// build makes every app's client, as start-up, a reload and
+// --config.check all do, so that they refuse the same configurations.
+func (s *appState) build(cfg *config.Config) (*built, error) {
+	b := &built{apps: make([]collector.AppConfig, 0, len(cfg.Apps))}
 	for _, a := range cfg.Apps {
-		ac, err := s.appConfig(a)
+		ac, c, err := s.appConfig(a)
 		if err != nil {
-			return fmt.Errorf("app %s: %w", a.Name, err)
+			closeClients(b.clients)
+			return nil, fmt.Errorf("app %s: %w", a.Name, err)
 		}
-		apps = append(apps, ac)
+		b.apps = append(b.apps, ac)
+		b.clients = append(b.clients, c)
 		if a.RunIDsFile != "" {
-			files = append(files, &idsFile{app: a.Name, path: a.RunIDsFile})
+			b.files = append(b.files, &idsFile{app: a.Name, path: a.RunIDsFile})
 		}
+	}
+	return b, nil
+}
+
+// apply builds every app's client first and swaps them in only if all
+// succeed. The replaced clients' idle connections are closed: each
+// reload makes new clients, and the old ones' kept-alive connections
+// would otherwise stay open (with two goroutines each) until they time
+// out. A refresh still running on an old client finishes its requests.
+func (s *appState) apply(cfg *config.Config) error {
+	b, err := s.build(cfg)
+	if err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.exp.SetApps(apps)
+	s.exp.SetApps(b.apps)
+	closeClients(s.clients)
+	s.clients = b.clients
 	for _, a := range cfg.Apps {
 		if a.RunIDsFile == "" {
 			s.exp.App(a.Name).SetRunIDs(collector.SourceFile, nil)
 		}
 	}
-	s.files = files
+	s.files = b.files
 	s.syncFilesLocked()
 	s.reloadOK.Set(1)
+	s.status = server.ReloadStatus{LoadedAt: time.Now()}
 	return nil
 }
 
-func (s *appState) appConfig(a config.App) (collector.AppConfig, error) {
+func (s *appState) appConfig(a config.App) (collector.AppConfig, *client.Client, error) {
 	key, err := s.loader.key(a)
 	if err != nil {
-		return collector.AppConfig{}, err
+		return collector.AppConfig{}, nil, err
 	}
 	hc, err := httpClient(a)
 	if err != nil {
-		return collector.AppConfig{}, err
+		return collector.AppConfig{}, nil, err
 	}
 	cc := client.Config{
 		URL: a.URL, APIKey: key, HTTPClient: hc, Timeout: a.Timeout,
@@ -112,7 +158,8 @@ func (s *appState) appConfig(a config.App) (collector.AppConfig, error) {
 	}
 	c, err := client.New(cc)
 	if err != nil {
-		return collector.AppConfig{}, err
+		hc.CloseIdleConnections()
+		return collector.AppConfig{}, nil, err
 	}
 	f := s.loader.flags
 	return collector.AppConfig{
@@ -120,8 +167,9 @@ func (s *appState) appConfig(a config.App) (collector.AppConfig, error) {
 		Discovery: a.Discovery.WorkflowLogs, Lookback: a.Discovery.Lookback,
 		Retention: a.Runs.Retention, MaxRuns: a.Runs.Max, Concurrency: a.Concurrency,
 		Shard: f.shard, TotalShards: f.totalShards,
+		TimeOffset: a.TimeOffset.Duration, FixedTimeOffset: a.TimeOffset.Fixed,
 		Fingerprint: fingerprint(a, key),
-	}, nil
+	}, c, nil
 }
 
 // fingerprint identifies an app's connection; a reload that keeps it
@@ -143,8 +191,8 @@ func httpClient(a config.App) (*http.Client, error) {
 // missingFile marks an IDs file found missing, so that it is logged once.
 var missingFile = time.Unix(1, 0)
 
-// syncFiles re-reads the run-ID files that changed since last read.
-func (s *appState) syncFiles() {
+// SyncFiles re-reads the run-ID files that changed since last read.
+func (s *appState) SyncFiles() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.syncFilesLocked()

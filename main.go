@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,6 +27,8 @@ import (
 
 	"github.com/dify-exporter/dify_exporter/collector"
 	"github.com/dify-exporter/dify_exporter/config"
+	"github.com/dify-exporter/dify_exporter/exposition"
+	"github.com/dify-exporter/dify_exporter/server"
 )
 
 func main() {
@@ -60,6 +63,10 @@ type flags struct {
 	registration bool
 	demo         bool
 	telemetry    string
+	maxConns     int
+	maxRequests  int
+	timeOffset   config.TimeOffset
+	minInterval  time.Duration
 	logLevel     string
 	logFormat    string
 	web          *web.FlagConfig
@@ -69,7 +76,7 @@ func parseFlags(args []string) (*flags, error) {
 	f := &flags{}
 	app := kingpin.New("dify_exporter", "Prometheus exporter for the workflow runs of Dify apps.")
 	app.Flag("config.file", "YAML file of Dify apps; reloaded on SIGHUP and POST /-/reload.").StringVar(&f.configFile)
-	app.Flag("config.check", "Validate --config.file (and its keys) and exit.").BoolVar(&f.configCheck)
+	app.Flag("config.check", "Validate the configuration (--config.file or the --dify.* flags) and its keys, and exit.").BoolVar(&f.configCheck)
 	app.Flag("dify.url", "Dify service API base URL (self-hosted: http://host/v1).").Default("https://api.dify.ai/v1").StringVar(&f.url)
 	app.Flag("dify.api-key-file", "File holding the app's API key; else the env var DIFY_API_KEY is used.").StringVar(&f.keyFile)
 	app.Flag("dify.app-name", "The app label when no config file is used.").Default("default").StringVar(&f.appName)
@@ -87,6 +94,10 @@ func parseFlags(args []string) (*flags, error) {
 	app.Flag("total-shards", "Number of replicas sharing the runs.").Default("1").IntVar(&f.totalShards)
 	app.Flag("web.enable-registration", "Accept run IDs on POST /api/v1/runs.").BoolVar(&f.registration)
 	app.Flag("web.telemetry-path", "Path of the metrics.").Default("/metrics").StringVar(&f.telemetry)
+	app.Flag("web.max-connections", "Open HTTP connections; at the limit a new one replaces the longest-idle one, or waits if none is idle (0 = no limit).").Default("512").IntVar(&f.maxConns)
+	app.Flag("web.max-requests", "Concurrent scrapes; more get 503 (0 = no limit).").Default("40").IntVar(&f.maxRequests)
+	app.Flag("dify.time-offset", "Added to the times Dify serves: auto (measure the shift of a Dify API container not in UTC, or of its host's clock), 0, or a duration such as 8h or -5h.").Default("auto").SetValue(timeOffsetValue{&f.timeOffset})
+	app.Flag("refresh.min-interval", "Scrapes within this time of the last complete refresh (an HA Prometheus pair, dashboards) are served from it without calling Dify.").Default("5s").DurationVar(&f.minInterval)
 	app.Flag("demo", "Run against a built-in simulated Dify with live runs.").BoolVar(&f.demo)
 	app.Flag("log.level", "Only log messages with this severity or above: debug, info, warn, error.").Default("info").EnumVar(&f.logLevel, "debug", "info", "warn", "error")
 	app.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").EnumVar(&f.logFormat, "logfmt", "json")
@@ -94,6 +105,12 @@ func parseFlags(args []string) (*flags, error) {
 	app.Version(version.Print("dify_exporter"))
 	app.HelpFlag.Short('h')
 	if _, err := app.Parse(args); err != nil {
+		for _, a := range args {
+			if a == "--dify.api-key" || strings.HasPrefix(a, "--dify.api-key=") {
+				// Not kingpin's error: it may quote the value.
+				return nil, errors.New("unknown flag --dify.api-key: API keys are never flags: use --dify.api-key-file=FILE or the env var DIFY_API_KEY")
+			}
+		}
 		return nil, err
 	}
 	switch {
@@ -103,11 +120,32 @@ func parseFlags(args []string) (*flags, error) {
 		return nil, fmt.Errorf("--shard must be in [0, %d), not %d", f.totalShards, f.shard)
 	case f.offset < 0:
 		return nil, errors.New("--timeout-offset must not be negative")
-	case f.configCheck && f.configFile == "":
-		return nil, errors.New("--config.check needs --config.file")
+	case f.maxConns < 0:
+		return nil, errors.New("--web.max-connections must not be negative")
+	case f.maxRequests < 0:
+		return nil, errors.New("--web.max-requests must not be negative")
+	case f.minInterval < 0:
+		return nil, errors.New("--refresh.min-interval must not be negative")
+	}
+	if err := server.CheckTelemetryPath(f.telemetry); err != nil {
+		return nil, fmt.Errorf("--web.telemetry-path %w", err)
 	}
 	return f, nil
 }
+
+// timeOffsetValue parses --dify.time-offset.
+type timeOffsetValue struct{ t *config.TimeOffset }
+
+func (v timeOffsetValue) Set(s string) error {
+	t, err := config.ParseTimeOffset(s)
+	if err != nil {
+		return err
+	}
+	*v.t = t
+	return nil
+}
+
+func (v timeOffsetValue) String() string { return v.t.String() }
 
 // newLogger builds the go-kit logger; base is the logger before ts and
 // caller are added, for the slog bridge (which adds its own).
@@ -167,20 +205,36 @@ func run(args []string, stderr *os.File) int {
 		level.Info(logger).Log("msg", "Demo mode: exporting a simulated Dify", "url", url)
 	}
 
+	runs := exposition.NewCache()
+	exp := collector.New(nil, collector.WithLogger(logger), collector.WithRunCache(runs), collector.WithMinInterval(f.minInterval))
+	state := newAppState(exp, loader, logger)
 	cfg, err := loader.load()
 	if err != nil {
 		return fail("Invalid configuration", err)
 	}
 	if f.configCheck {
-		level.Info(logger).Log("msg", "Configuration is valid", "file", f.configFile, "apps", len(cfg.Apps))
+		// What start-up does, short of serving; and the run-ID files,
+		// which a running exporter watches (a bad one is logged, its last
+		// good IDs kept) but a check should report.
+		b, err := state.build(cfg)
+		if err == nil {
+			err = cfg.Check()
+		}
+		if err != nil {
+			return fail("Invalid configuration", err)
+		}
+		closeClients(b.clients)
+		if f.configFile == "" {
+			level.Info(logger).Log("msg", "Configuration is valid", "flags", "--dify.*", "apps", len(cfg.Apps))
+		} else {
+			level.Info(logger).Log("msg", "Configuration is valid", "file", f.configFile, "apps", len(cfg.Apps))
+		}
 		return 0
 	}
 	if f.configFile != "" && (f.url != "https://api.dify.ai/v1" || f.keyFile != "" || len(f.runIDs) > 0 || f.runIDsFile != "" || f.appName != "default") {
 		level.Warn(logger).Log("msg", "--config.file is given: the single-app --dify.* flags are ignored")
 	}
 
-	exp := collector.New(nil, collector.WithLogger(logger))
-	state := newAppState(exp, loader, logger)
 	if err := state.apply(cfg); err != nil {
 		return fail("Invalid configuration", err)
 	}
@@ -191,13 +245,25 @@ func run(args []string, stderr *os.File) int {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	mux := newMux(f, exp, state, reg, logger)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	handler, err := server.NewHandler(server.Config{
+		Exporter: exp, Reloader: state, Metrics: exposition.Handler(runs, reg, logger), Logger: logger,
+		TelemetryPath: f.telemetry, TimeoutOffset: f.offset, Registration: f.registration,
+		MaxRequests: f.maxRequests, Timeouts: server.DefaultTimeouts,
+	})
+	if err != nil {
+		return fail("Invalid configuration", err)
+	}
+	limit := server.NewConnLimit(f.maxConns)
+	srv := server.NewServer(handler, server.DefaultTimeouts, limit)
+	listeners, err := server.Listen(f.web, limit, slogger)
+	if err != nil {
+		return fail("Cannot listen", err)
+	}
 
 	level.Info(logger).Log("msg", "Starting dify_exporter", "version", version.Info(), "apps", len(cfg.Apps))
 	errc := make(chan error, 1)
 	go func() {
-		errc <- web.ListenAndServe(srv, f.web, slogger)
+		errc <- web.ServeMultiple(listeners, srv, f.web, slogger)
 	}()
 
 	sig := make(chan os.Signal, 1)
@@ -212,7 +278,7 @@ func run(args []string, stderr *os.File) int {
 			return 0
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				state.reload()
+				state.Reload()
 				continue
 			}
 			level.Info(logger).Log("msg", "Shutting down", "signal", s)
@@ -245,6 +311,7 @@ func (l *configLoader) defaults() config.Defaults {
 		Concurrency: f.concurrency,
 		RateLimit:   f.rateLimit,
 		Discovery:   config.Discovery{WorkflowLogs: f.discovery, Lookback: f.lookback},
+		TimeOffset:  f.timeOffset,
 	}
 }
 
@@ -262,6 +329,7 @@ func (l *configLoader) load() (*config.Config, error) {
 	app := config.App{
 		Name: f.appName, URL: d.URL, APIKeyFile: f.keyFile, RunIDsFile: f.runIDsFile,
 		Discovery: d.Discovery, Runs: d.Runs, Timeout: d.Timeout, Concurrency: d.Concurrency, RateLimit: d.RateLimit,
+		TimeOffset: d.TimeOffset,
 	}
 	if app.APIKeyFile == "" {
 		app.APIKeyEnv = "DIFY_API_KEY"

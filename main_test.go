@@ -107,6 +107,8 @@ type exporter struct {
 func startExporter(t *testing.T, env []string, args ...string) *exporter {
 	t.Helper()
 	args = append([]string{"--web.listen-address=127.0.0.1:0"}, args...)
+	// Every scrape refreshes unless a test asks otherwise (a later flag wins).
+	args = append([]string{"--refresh.min-interval=0"}, args...)
 	cmd := exec.Command(exporterBin, args...)
 	cmd.Env = env
 	pr, err := cmd.StderrPipe()
@@ -344,6 +346,16 @@ func putRun(srv *difytest.Server, key, status string, tokens int) string {
 	return id
 }
 
+// startWithRun starts the exporter on one workflow app with one listed
+// running run of tokens tokens.
+func startWithRun(t *testing.T, tokens int) (*difytest.Server, *exporter, string) {
+	t.Helper()
+	srv := newDify(t)
+	srv.AddApp(secretKey, difytest.App{Name: "T", Mode: "workflow"})
+	id := putRun(srv, secretKey, "paused", tokens) // paused runs keep their tokens
+	return srv, startExporter(t, baseEnv("DIFY_API_KEY="+secretKey), "--dify.url="+srv.URL(), "--dify.run-id="+id), id
+}
+
 func TestStartupFailures(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "key")
@@ -353,6 +365,9 @@ func TestStartupFailures(t *testing.T) {
 	goodCfg := filepath.Join(dir, "good.yml")
 	writeFile(t, goodCfg, "apps:\n  - name: translator\n    url: http://127.0.0.1:1/v1\n    api_key_env: K\n")
 	keyEnv := "DIFY_API_KEY=" + secretKey
+	caCfg := filepath.Join(dir, "ca.yml")
+	writeFile(t, caCfg, "apps:\n  - name: translator\n    url: http://127.0.0.1:1/v1\n    api_key_env: K\n    http_client_config:\n      tls_config:\n        ca_file: "+filepath.Join(dir, "nonexistent-ca.pem")+"\n")
+	const keyShaped = "app-AbCdEfGh0123456789IjKlMn" // app- and 24 letters and digits, as Dify makes them
 
 	tests := []struct {
 		name string
@@ -372,7 +387,23 @@ func TestStartupFailures(t *testing.T) {
 		{"shard out of range", baseEnv(keyEnv), []string{"--shard=3", "--total-shards=2"}, []string{"--shard"}},
 		{"bad config file", baseEnv("K=" + secretKey), []string{"--config.file=" + badCfg}, []string{badCfg, "line 4", "timeuot"}},
 		{"config check bad file", baseEnv("K=" + secretKey), []string{"--config.check", "--config.file=" + badCfg}, []string{badCfg, "line 4", "timeuot"}},
-		{"config check without file", baseEnv(), []string{"--config.check"}, []string{"--config.check needs --config.file"}},
+		{"config check without file, no key", baseEnv(), []string{"--config.check"}, []string{"DIFY_API_KEY", "--dify.api-key-file"}},
+		{"config check without file, bad url", baseEnv(keyEnv), []string{"--config.check", "--dify.url=ftp://x"}, []string{"--dify.url"}},
+		{"config check without file, bad run id", baseEnv(keyEnv), []string{"--config.check", "--dify.run-id=../../x"}, []string{"--dify.run-id", "invalid run ID"}},
+		{"config check, missing CA file", baseEnv("K=" + secretKey), []string{"--config.check", "--config.file=" + caCfg}, []string{"translator", "nonexistent-ca.pem"}},
+		{"missing CA file", baseEnv("K=" + secretKey), []string{"--config.file=" + caCfg}, []string{"translator", "nonexistent-ca.pem"}},
+		{"key as app name", baseEnv(keyEnv), []string{"--dify.app-name=" + keyShaped}, []string{"--dify.app-name", "API key"}},
+		{"config check, key as app name", baseEnv(keyEnv), []string{"--config.check", "--dify.app-name=" + keyShaped}, []string{"--dify.app-name", "API key"}},
+		{"api key as a flag", baseEnv(), []string{"--dify.api-key=" + secretKey}, []string{"--dify.api-key-file=FILE", "DIFY_API_KEY"}},
+		{"api key flag without value", baseEnv(), []string{"--dify.api-key"}, []string{"--dify.api-key-file=FILE", "DIFY_API_KEY"}},
+		{"telemetry path /", baseEnv(keyEnv), []string{"--web.telemetry-path=/"}, []string{"--web.telemetry-path", "landing page"}},
+		{"telemetry path empty", baseEnv(keyEnv), []string{"--web.telemetry-path="}, []string{"--web.telemetry-path", "empty"}},
+		{"telemetry path without /", baseEnv(keyEnv), []string{"--web.telemetry-path=metrics"}, []string{"--web.telemetry-path", "start with /"}},
+		{"telemetry path health", baseEnv(keyEnv), []string{"--web.telemetry-path=/-/healthy"}, []string{"--web.telemetry-path", "health"}},
+		{"telemetry path reload", baseEnv(keyEnv), []string{"--web.telemetry-path=/-/reload"}, []string{"--web.telemetry-path", "reload"}},
+		{"telemetry path registration", baseEnv(keyEnv), []string{"--web.telemetry-path=/api/v1/runs"}, []string{"--web.telemetry-path", "registration"}},
+		{"telemetry path pattern", baseEnv(keyEnv), []string{"--web.telemetry-path=/m/{x}"}, []string{"--web.telemetry-path", "plain path"}},
+		{"negative max connections", baseEnv(keyEnv), []string{"--web.max-connections=-1"}, []string{"--web.max-connections"}},
 		{"config key env unset", baseEnv(), []string{"--config.file=" + goodCfg}, []string{"translator", "K"}},
 		{"unknown flag", baseEnv(keyEnv), []string{"--no-such-flag"}, []string{"no-such-flag"}},
 	}
@@ -398,6 +429,15 @@ func TestStartupFailures(t *testing.T) {
 		})
 	}
 
+	t.Run("config check flags only", func(t *testing.T) {
+		code, _, stderr := runOnce(t, baseEnv(keyEnv), "--config.check", "--dify.url=http://127.0.0.1:1/v1", "--dify.run-id="+difytest.NewRunID())
+		if code != 0 {
+			t.Fatalf("exit code %d, want 0; stderr:\n%s", code, stderr)
+		}
+		if !strings.Contains(stderr, "Configuration is valid") || strings.Contains(stderr, secretKey) {
+			t.Errorf("stderr: %s", stderr)
+		}
+	})
 	t.Run("config check good file", func(t *testing.T) {
 		code, _, stderr := runOnce(t, baseEnv("K="+secretKey), "--config.check", "--config.file="+goodCfg)
 		if code != 0 {
@@ -423,7 +463,7 @@ func TestEndpoints(t *testing.T) {
 	srv := newDify(t)
 	srv.AddApp(secretKey, difytest.App{Name: "Translator", Mode: "workflow"})
 	id1 := putRun(srv, secretKey, "succeeded", 10)
-	id2 := putRun(srv, secretKey, "running", 20)
+	id2 := putRun(srv, secretKey, "paused", 20)
 	e := startExporter(t, baseEnv("DIFY_API_KEY="+secretKey), "--dify.url="+srv.URL(),
 		"--dify.app-name=translator", "--dify.run-id="+id1, "--dify.run-id="+id2)
 
@@ -472,7 +512,7 @@ func TestEndpoints(t *testing.T) {
 func TestScrapeTimeoutHeader(t *testing.T) {
 	srv := newDify(t)
 	srv.AddApp(secretKey, difytest.App{Name: "T", Mode: "workflow"})
-	id := putRun(srv, secretKey, "running", 42)
+	id := putRun(srv, secretKey, "paused", 42)
 	e := startExporter(t, baseEnv("DIFY_API_KEY="+secretKey), "--dify.url="+srv.URL(), "--dify.run-id="+id)
 
 	m := e.scrape()
@@ -497,7 +537,7 @@ func TestScrapeTimeoutHeader(t *testing.T) {
 		if v := m.mustValue(t, "dify_workflow_run_tokens", "run_id", id); v != 42 {
 			t.Errorf("scrape %d: tokens = %v, want the last good 42", i, v)
 		}
-		if v := m.mustValue(t, "dify_workflow_run_status", "run_id", id, "status", "running"); v != 1 {
+		if v := m.mustValue(t, "dify_workflow_run_status", "run_id", id, "status", "paused"); v != 1 {
 			t.Errorf("scrape %d: status running = %v, want 1", i, v)
 		}
 		if v, _ := m.value("dify_exporter_run_errors_total", "app", "default", "reason", "timeout"); v < float64(i+1) {
@@ -532,8 +572,8 @@ func TestFailingAppDoesNotBreakOther(t *testing.T) {
 			srv := newDify(t)
 			srv.AddApp(secretKey, difytest.App{Name: "A", Mode: "workflow"})
 			srv.AddApp(secretKeyB, difytest.App{Name: "B", Mode: "workflow"})
-			ra := putRun(srv, secretKey, "running", 1)
-			rb := putRun(srv, secretKeyB, "running", 7)
+			ra := putRun(srv, secretKey, "paused", 1)
+			rb := putRun(srv, secretKeyB, "paused", 7)
 			dir := t.TempDir()
 			cfg := filepath.Join(dir, "c.yml")
 			writeFile(t, cfg, fmt.Sprintf("apps:\n  - name: a\n    url: %s\n    api_key_env: KEY_A\n    run_ids: [%s]\n  - name: b\n    url: %s\n    api_key_env: KEY_B\n    run_ids: [%s]\n",
@@ -620,6 +660,12 @@ func TestConfigReload(t *testing.T) {
 	if v := m.mustValue(t, "dify_exporter_config_last_reload_successful"); v != 0 {
 		t.Errorf("reload_successful after a bad reload = %v, want 0", v)
 	}
+	// The landing page says so, with the error.
+	failedRE := regexp.MustCompile(`(?s)<p class="down" id="reload-failed">Reload failed \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC.*?</p>`)
+	_, page := e.get("/")
+	if f := failedRE.FindString(page); !strings.Contains(f, "timeuot") || !strings.Contains(f, "line 6") {
+		t.Errorf("landing page after a bad reload should show the failure with its error; got %q in:\n%s", f, page)
+	}
 	for _, app := range []string{"a", "b"} {
 		if v := m.mustValue(t, "dify_up", "app", app); v != 1 {
 			t.Errorf("dify_up{app=%s} after a bad reload = %v, want 1", app, v)
@@ -656,6 +702,9 @@ func TestConfigReload(t *testing.T) {
 	}
 	if len(m.find("dify_workflow_run_tokens", "run_id", ra2)) != 0 {
 		t.Errorf("run %s, removed from the file, is still exported", ra2)
+	}
+	if _, page := e.get("/"); failedRE.MatchString(page) {
+		t.Errorf("landing page still shows a failed reload after a good one:\n%s", page)
 	}
 	if v := m.mustValue(t, "dify_workflow_run_status", "run_id", rb2, "status", "failed"); v != 1 {
 		t.Errorf("status of %s = %v, want failed", rb2, v)
@@ -749,29 +798,44 @@ func TestRegistration(t *testing.T) {
 
 	reg := func(app, id string) string { return fmt.Sprintf(`{"app":%q,"run_id":%q}`, app, id) }
 	big := `{"app":"bot","run_id":"` + strings.Repeat("a", 1<<20) + `"}`
+	const jsonType = "application/json"
 	refused := []struct {
-		name   string
-		method string
-		body   string
-		code   int
+		name        string
+		method      string
+		contentType string
+		body        string
+		code        int
+		want        string // in the message
 	}{
-		{"GET", http.MethodGet, "", http.StatusMethodNotAllowed},
-		{"unknown app", http.MethodPost, reg("nope", difytest.NewRunID()), http.StatusBadRequest},
-		{"malformed id", http.MethodPost, reg("bot", "../../x"), http.StatusBadRequest},
-		{"malformed id in array", http.MethodPost, "[" + reg("bot", "1234") + "]", http.StatusBadRequest},
-		{"bad json", http.MethodPost, `{"app": "bot", "run_id":`, http.StatusBadRequest},
-		{"wrong type", http.MethodPost, `{"app": 1, "run_id": 2}`, http.StatusBadRequest},
-		{"empty body", http.MethodPost, ``, http.StatusBadRequest},
-		{"over 1 MiB", http.MethodPost, big, http.StatusRequestEntityTooLarge},
+		{"GET", http.MethodGet, "", "", http.StatusMethodNotAllowed, "POST"},
+		{"unknown app", http.MethodPost, jsonType, reg("nope", difytest.NewRunID()), http.StatusBadRequest, "nope"},
+		{"malformed id", http.MethodPost, jsonType, reg("bot", "../../x"), http.StatusBadRequest, "invalid run ID"},
+		{"malformed id in array", http.MethodPost, jsonType, "[" + reg("bot", "1234") + "]", http.StatusBadRequest, "invalid run ID"},
+		{"bad json", http.MethodPost, jsonType, `{"app": "bot", "run_id":`, http.StatusBadRequest, "run_id"},
+		{"wrong type", http.MethodPost, jsonType, `{"app": 1, "run_id": 2}`, http.StatusBadRequest, "run_id"},
+		{"empty body", http.MethodPost, jsonType, ``, http.StatusBadRequest, "run_id"},
+		{"over 1 MiB", http.MethodPost, jsonType, big, http.StatusRequestEntityTooLarge, "bytes"},
+		// What a web page can post cross-site without a preflight.
+		{"text/plain", http.MethodPost, "text/plain", reg("bot", difytest.NewRunID()), http.StatusUnsupportedMediaType, "application/json"},
+		{"form", http.MethodPost, "application/x-www-form-urlencoded", reg("bot", difytest.NewRunID()), http.StatusUnsupportedMediaType, "application/json"},
+		{"multipart", http.MethodPost, "multipart/form-data; boundary=x", reg("bot", difytest.NewRunID()), http.StatusUnsupportedMediaType, "application/json"},
+		{"no content type", http.MethodPost, "", reg("bot", difytest.NewRunID()), http.StatusUnsupportedMediaType, "application/json"},
+		{"json in another charset", http.MethodPost, "application/json; charset=latin1", reg("bot", difytest.NewRunID()), http.StatusUnsupportedMediaType, "application/json"},
+		{"no run id field", http.MethodPost, jsonType, `{"app":"bot","id":"` + difytest.NewRunID() + `"}`, http.StatusBadRequest, `"run_id" is missing`},
+		{"run_id and workflow_run_id differ", http.MethodPost, jsonType, `{"app":"bot","run_id":"` + difytest.NewRunID() + `","workflow_run_id":"` + difytest.NewRunID() + `"}`, http.StatusBadRequest, "differ"},
 	}
 	for _, tc := range refused {
 		t.Run(tc.name, func(t *testing.T) {
-			code, body := e.do(tc.method, "/api/v1/runs", nil, strings.NewReader(tc.body))
+			var h http.Header
+			if tc.contentType != "" {
+				h = http.Header{"Content-Type": {tc.contentType}}
+			}
+			code, body := e.do(tc.method, "/api/v1/runs", h, strings.NewReader(tc.body))
 			if code != tc.code {
 				t.Errorf("%d %q, want %d", code, body, tc.code)
 			}
-			if strings.TrimSpace(body) == "" {
-				t.Errorf("no message in the body")
+			if !strings.Contains(body, tc.want) {
+				t.Errorf("message %q does not contain %q", body, tc.want)
 			}
 		})
 	}
@@ -780,8 +844,11 @@ func TestRegistration(t *testing.T) {
 		t.Fatalf("refused registrations are tracked: %v", v)
 	}
 
-	if code, body := e.post("/api/v1/runs", reg("bot", done)); code != http.StatusAccepted {
-		t.Fatalf("register one: %d %q", code, body)
+	// Dify's own field name, and a charset, are accepted.
+	code, body := e.do(http.MethodPost, "/api/v1/runs", http.Header{"Content-Type": {"application/json; charset=UTF-8"}},
+		strings.NewReader(`{"app":"bot","workflow_run_id":"`+done+`"}`))
+	if code != http.StatusAccepted {
+		t.Fatalf("register one as workflow_run_id: %d %q", code, body)
 	}
 	m = e.scrape()
 	if v := m.mustValue(t, "dify_workflow_run_tokens", "app", "bot", "run_id", done); v != 11 {
@@ -1121,10 +1188,7 @@ func TestSecretsInDifyErrorMessages(t *testing.T) {
 // the refresh (an HA pair of Prometheus servers with different timeouts,
 // or a curl with no header next to Prometheus).
 func TestScrapeTimeoutSharedRefresh(t *testing.T) {
-	srv := newDify(t)
-	srv.AddApp(secretKey, difytest.App{Name: "T", Mode: "workflow"})
-	id := putRun(srv, secretKey, "running", 42)
-	e := startExporter(t, baseEnv("DIFY_API_KEY="+secretKey), "--dify.url="+srv.URL(), "--dify.run-id="+id)
+	srv, e, id := startWithRun(t, 42)
 	e.scrape()
 	srv.SetFault(difytest.EndpointRun, difytest.Fault{Hang: true})
 
@@ -1281,6 +1345,7 @@ func TestConcurrentUse(t *testing.T) {
 	hc := &http.Client{Timeout: 20 * time.Second}
 	req := func(method, path, body string) int {
 		r, _ := http.NewRequest(method, "http://"+e.addr+path, strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
 		resp, err := hc.Do(r)
 		if err != nil {
 			return -1
@@ -1381,5 +1446,26 @@ func TestBasicAuth(t *testing.T) {
 	wrong := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("prometheus:nope"))}}
 	if code, _ := e.do(http.MethodGet, "/metrics", wrong, nil); code != http.StatusUnauthorized {
 		t.Errorf("GET /metrics with a wrong password: %d, want 401", code)
+	}
+}
+
+// Every reload makes new Dify clients; the replaced ones' kept-alive
+// connections must not pile up (each holds two goroutines and an fd).
+func TestReloadsCloseConnections(t *testing.T) {
+	_, e, _ := startWithRun(t, 1)
+	e.scrape()
+	m := e.scrape()
+	g0, fd0 := m.mustValue(t, "go_goroutines"), m.mustValue(t, "process_open_fds")
+	const reloads = 100
+	for range reloads {
+		if code, body := e.post("/-/reload", ""); code != http.StatusOK {
+			t.Fatalf("POST /-/reload: %d %s", code, body)
+		}
+		m = e.scrape()
+	}
+	g, fd := m.mustValue(t, "go_goroutines"), m.mustValue(t, "process_open_fds")
+	// Leaking, each reload would leave 2 goroutines and 1 fd behind.
+	if g > g0+reloads/5 || fd > fd0+reloads/5 {
+		t.Errorf("after %d reloads: goroutines %v → %v, open fds %v → %v; want about the same", reloads, g0, g, fd0, fd)
 	}
 }

@@ -40,6 +40,38 @@ type Defaults struct {
 	Concurrency int
 	RateLimit   float64
 	Discovery   Discovery
+	TimeOffset  TimeOffset
+}
+
+// TimeOffset is what is added to the times Dify serves: measured (Auto,
+// the zero value) or fixed. See the README on Dify's time zone.
+type TimeOffset struct {
+	Fixed    bool
+	Duration time.Duration
+}
+
+// String is the flag and YAML form: "auto" or a signed duration.
+func (t TimeOffset) String() string {
+	if !t.Fixed {
+		return "auto"
+	}
+	return t.Duration.String()
+}
+
+// ParseTimeOffset reads "auto", "0" or a signed duration such as "8h",
+// "-5h" or "5h45m".
+func ParseTimeOffset(s string) (TimeOffset, error) {
+	switch s = strings.TrimSpace(s); s {
+	case "auto", "":
+		return TimeOffset{}, nil
+	case "0":
+		return TimeOffset{Fixed: true}, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d.Abs() > 24*time.Hour {
+		return TimeOffset{}, fmt.Errorf("want auto, 0 or a duration within a day like 8h, -5h or 5h45m, got %s", shorten(s))
+	}
+	return TimeOffset{Fixed: true, Duration: d}, nil
 }
 
 // RunLimits bound the discovered and registered runs an app keeps.
@@ -78,6 +110,7 @@ type App struct {
 	// RateLimit is in requests per second; 0 means no limit.
 	RateLimit        float64
 	HTTPClientConfig promconfig.HTTPClientConfig
+	TimeOffset       TimeOffset
 }
 
 // Config is a loaded, validated configuration file.
@@ -198,6 +231,7 @@ type rawCommon struct {
 	Concurrency      *integer      `yaml:"concurrency"`
 	RateLimit        *float64      `yaml:"rate_limit"`
 	HTTPClientConfig *httpConfig   `yaml:"http_client_config"`
+	TimeOffset       *timeOffset   `yaml:"time_offset"`
 }
 
 type rawDefaults struct {
@@ -239,6 +273,20 @@ func (d *duration) UnmarshalYAML(n *yaml.Node) error {
 		return &posError{line: n.Line, col: n.Column, msg: fmt.Sprintf("want a duration like 90s, 30m or 1h, got %s", shorten(n.Value))}
 	}
 	*d = duration(md)
+	return nil
+}
+
+type timeOffset TimeOffset
+
+func (t *timeOffset) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &posError{line: n.Line, col: n.Column, msg: "time_offset: want auto, 0 or a duration like 8h or -5h, got " + kindName(n)}
+	}
+	v, err := ParseTimeOffset(n.Value)
+	if err != nil {
+		return &posError{line: n.Line, col: n.Column, msg: "time_offset: " + err.Error()}
+	}
+	*t = timeOffset(v)
 	return nil
 }
 
@@ -640,6 +688,14 @@ func buildApp(ra *rawApp, rd *rawDefaults, d Defaults, t *tree, an *yaml.Node, i
 	if !(a.RateLimit >= 0) || math.IsInf(a.RateLimit, 0) {
 		return a, fail(m.pick(ra.RateLimit != nil, def.RateLimit != nil, "--dify.rate-limit", "rate_limit"),
 			"rate_limit must be a finite number >= 0 (requests per second, 0 = off), got %v", a.RateLimit)
+	}
+
+	a.TimeOffset = d.TimeOffset
+	if def.TimeOffset != nil {
+		a.TimeOffset = TimeOffset(*def.TimeOffset)
+	}
+	if ra.TimeOffset != nil {
+		a.TimeOffset = TimeOffset(*ra.TimeOffset)
 	}
 
 	// http_client_config: the app's replaces the defaults' as a whole.
