@@ -97,8 +97,8 @@ func TestDiscoverySteadyStateCalls(t *testing.T) {
 		t.Fatalf("created_at__after %q: %v", q.Get("created_at__after"), err)
 	}
 	// The window reaches down to the old running run's row (30 minutes
-	// before the first refresh), less the overlap.
-	wantAfter := start.Add(-30*time.Minute - logsOverlap)
+	// before the first refresh).
+	wantAfter := start.Add(-30 * time.Minute)
 	if d := after.Sub(wantAfter); d < -2*time.Second || d > 2*time.Second {
 		t.Errorf("created_at__after = %v, want about %v", after, wantAfter)
 	}

@@ -374,3 +374,96 @@ func TestPoisonedAndOversizedLogPages(t *testing.T) {
 		t.Errorf("bad_response = %v, want 3", got)
 	}
 }
+
+// putRecentRuns logs n runs, one every 100 ms up to now, the newest
+// unfinished of them still running (or paused), the rest finished; it
+// returns the IDs, newest first.
+func putRecentRuns(f *fixture, n, unfinished int) []string {
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = difytest.NewRunID()
+		at := f.now().Add(-time.Duration(i+1) * 100 * time.Millisecond)
+		r := difytest.Run{ID: ids[i], WorkflowID: wfID, Status: "succeeded", TotalTokens: 10, TotalSteps: 2,
+			CreatedAt: at, FinishedAt: at.Add(50 * time.Millisecond), ElapsedTime: 0.05}
+		if i < unfinished {
+			r.Status, r.FinishedAt = "running", time.Time{}
+			if i%3 == 0 {
+				r.Status = "paused"
+			}
+		}
+		f.srv.PutRun(testKey, r)
+	}
+	return ids
+}
+
+// The API cost of a steady refresh, per strategy (README, "How a scrape
+// works"): counted calls, not time.
+func TestSteadyRefreshCost(t *testing.T) {
+	t.Run("logs at start: 3,000 runs, 600 unfinished", func(t *testing.T) {
+		f := withVersion(newFixture(t, withDiscovery(5000)), "1.13.3")
+		putRecentRuns(f, 3000, 600)
+		f.refresh(t)
+		for range 3 { // steady: a few new rows a refresh
+			f.advance(15 * time.Second)
+			putRecentRuns(f, 5, 0)
+			f.srv.ResetRequests()
+			f.refresh(t)
+		}
+		logs, runs := f.srv.Requests(difytest.EndpointLogs), f.srv.Requests(difytest.EndpointRun)
+		// The 600 unfinished rows and the new ones fit ceil(605/100) pages.
+		if logs+runs > 7 {
+			t.Errorf("steady refresh: %d log pages + %d detail calls, want at most 7 in all", logs, runs)
+		}
+		if age := value(t, f.reg, "dify_exporter_refresh_age_seconds", nil); age != 0 {
+			t.Errorf("refresh age = %v, want 0: every unfinished run refreshed", age)
+		}
+	})
+	t.Run("logs at finish: 200 registered running runs", func(t *testing.T) {
+		f := withVersion(newFixture(t, withDiscovery(5000)), "1.10.1")
+		for range 200 {
+			id := difytest.NewRunID()
+			putRunning(f, id)
+			if err := f.exp.Register("translator", id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f.refresh(t) // one detail call each, to learn them
+		f.srv.ResetRequests()
+		for range 3 {
+			f.advance(15 * time.Second)
+			f.refresh(t)
+		}
+		if got := f.srv.Requests(difytest.EndpointRun); got != 0 {
+			t.Errorf("detail calls over 3 steady refreshes = %d, want 0: no log row means not finished", got)
+		}
+		if got := value(t, f.reg, "dify_exporter_runs_stale", nil); got != 0 {
+			t.Errorf("stale = %v, want 0", got)
+		}
+		// A re-check falls due after a minute, in case a row was lost.
+		f.advance(time.Minute)
+		f.srv.ResetRequests()
+		f.refresh(t)
+		if got := f.srv.Requests(difytest.EndpointRun); got != 200 {
+			t.Errorf("detail calls once the re-check fell due = %d, want 200", got)
+		}
+	})
+	t.Run("logs at finish: a run whose row was lost is found by a re-check", func(t *testing.T) {
+		f := withVersion(newFixture(t, withDiscovery(1000)), "1.10.1")
+		id := difytest.NewRunID()
+		putRunning(f, id)
+		if err := f.exp.Register("translator", id); err != nil {
+			t.Fatal(err)
+		}
+		f.refresh(t)
+		r, _ := f.srv.Run(testKey, id)
+		r.Status, r.FinishedAt, r.NoLogRow = "succeeded", f.now(), true
+		f.srv.PutRun(testKey, r)
+		for range 8 { // two minutes at 15 s
+			f.advance(15 * time.Second)
+			f.refresh(t)
+		}
+		if got := status(f, id); got != "succeeded" {
+			t.Errorf("status = %q, want succeeded from a re-check", got)
+		}
+	})
+}

@@ -73,8 +73,9 @@ func (a *App) readLogs(ctx context.Context, cfg AppConfig, gen uint64, st *refre
 	}
 	if coverFrom != 0 {
 		// Served times are early by the zone offset; the filter compares
-		// in Dify's clock.
-		c := time.Unix(0, coverFrom).Add(a.tz.offset - logsOverlap)
+		// in Dify's clock. A served time is truncated to the second, so
+		// the row is at or after it: no overlap is needed for a known row.
+		c := time.Unix(0, coverFrom).Add(a.tz.offset)
 		if c.Before(main.after) {
 			main.after = c
 		}

@@ -246,8 +246,8 @@ func (a *App) afterLogs(p plan, gen uint64, unfinishedConfirmed bool) []string {
 		// The logs were read to the end without these runs' rows: they
 		// have not finished, and their numbers do not change before.
 		now := a.now()
-		for _, r := range a.store.runs {
-			if r.known && r.unfinished() && r.freshAt != gen {
+		for id, r := range a.store.runs {
+			if r.known && r.unfinished() && r.freshAt != gen && !planned[id] {
 				r.refreshedAt, r.stale, r.freshAt = now, false, gen
 			}
 		}
