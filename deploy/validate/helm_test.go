@@ -60,19 +60,27 @@ func TestStrictDecoder(t *testing.T) {
 	}
 }
 
-// rendered are the objects of one `helm template`, by kind.
-type rendered struct {
-	deployments     []*appsv1.Deployment
-	services        []*corev1.Service
-	configMaps      []*corev1.ConfigMap
-	secrets         []*corev1.Secret
-	serviceMonitors []*monitoringv1.ServiceMonitor
-	rules           []*monitoringv1.PrometheusRule
+// rendered are the objects of one `helm template`.
+type rendered []runtime.Object
+
+// objectsOf returns the rendered objects of type T.
+func objectsOf[T runtime.Object](r rendered) []T {
+	var out []T
+	for _, o := range r {
+		if v, ok := o.(T); ok {
+			out = append(out, v)
+		}
+	}
+	return out
 }
+
+// chartKinds are the kinds the chart renders.
+var chartKinds = map[string]bool{"Deployment": true, "Service": true, "ConfigMap": true, "Secret": true,
+	"ServiceMonitor": true, "PrometheusRule": true}
 
 // render renders the chart as `helm template dify CHART -n monitoring -f values` does, with
 // undefined values an error, and decodes every object strictly.
-func render(t *testing.T, values string) (*rendered, error) {
+func render(t *testing.T, values string) (rendered, error) {
 	t.Helper()
 	ch, err := loader.Load(chartDir)
 	if err != nil {
@@ -99,32 +107,20 @@ func render(t *testing.T, values string) (*rendered, error) {
 			if strings.TrimSpace(doc) == "" {
 				continue
 			}
-			obj, _, err := decoder.Decode([]byte(doc), nil, nil)
+			obj, gvk, err := decoder.Decode([]byte(doc), nil, nil)
 			if err != nil {
 				t.Fatalf("%s: %v\n%s", name, err, doc)
 			}
-			switch o := obj.(type) {
-			case *appsv1.Deployment:
-				r.deployments = append(r.deployments, o)
-			case *corev1.Service:
-				r.services = append(r.services, o)
-			case *corev1.ConfigMap:
-				r.configMaps = append(r.configMaps, o)
-			case *corev1.Secret:
-				r.secrets = append(r.secrets, o)
-			case *monitoringv1.ServiceMonitor:
-				r.serviceMonitors = append(r.serviceMonitors, o)
-			case *monitoringv1.PrometheusRule:
-				r.rules = append(r.rules, o)
-			default:
-				t.Fatalf("%s: unexpected %T", name, obj)
+			if !chartKinds[gvk.Kind] {
+				t.Fatalf("%s: unexpected %s", name, gvk)
 			}
+			r = append(r, obj)
 			if ns := obj.(interface{ GetNamespace() string }).GetNamespace(); ns != namespace {
 				t.Errorf("%s: namespace %q, want the release's %q", name, ns, namespace)
 			}
 		}
 	}
-	return &r, nil
+	return r, nil
 }
 
 const image = "image: {repository: registry.example.com/dify_exporter}\n"
@@ -188,11 +184,14 @@ extraArgs: [--log.level=debug]
 	}
 }
 
-func checkChart(t *testing.T, r *rendered, keys []string, monitoring bool, extraLabel string) {
-	if len(r.deployments) != 1 || len(r.services) != 1 {
-		t.Fatalf("%d Deployments, %d Services; want 1 each", len(r.deployments), len(r.services))
+func checkChart(t *testing.T, r rendered, keys []string, monitoring bool, extraLabel string) {
+	deployments, services := objectsOf[*appsv1.Deployment](r), objectsOf[*corev1.Service](r)
+	configMaps, secrets := objectsOf[*corev1.ConfigMap](r), objectsOf[*corev1.Secret](r)
+	serviceMonitors, rules := objectsOf[*monitoringv1.ServiceMonitor](r), objectsOf[*monitoringv1.PrometheusRule](r)
+	if len(deployments) != 1 || len(services) != 1 {
+		t.Fatalf("%d Deployments, %d Services; want 1 each", len(deployments), len(services))
 	}
-	d, svc := r.deployments[0], r.services[0]
+	d, svc := deployments[0], services[0]
 	pod := d.Spec.Template
 	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil {
@@ -252,7 +251,7 @@ func checkChart(t *testing.T, r *rendered, keys []string, monitoring bool, extra
 		t.Fatalf("--config.file=%s is not in a mounted ConfigMap", cfgFile)
 	}
 	var cm *corev1.ConfigMap
-	for _, m := range r.configMaps {
+	for _, m := range configMaps {
 		if m.Name == v.ConfigMap.Name {
 			cm = m
 		}
@@ -280,15 +279,15 @@ func checkChart(t *testing.T, r *rendered, keys []string, monitoring bool, extra
 	}
 	slices.Sort(used)
 	if keys == nil {
-		if len(r.secrets) != 0 || secretName != "my-keys" {
-			t.Errorf("existingSecret: %d Secrets rendered, keys mounted from %q; want none and my-keys", len(r.secrets), secretName)
+		if len(secrets) != 0 || secretName != "my-keys" {
+			t.Errorf("existingSecret: %d Secrets rendered, keys mounted from %q; want none and my-keys", len(secrets), secretName)
 		}
 	} else {
-		if len(r.secrets) != 1 || r.secrets[0].Name != secretName {
-			t.Fatalf("%d Secrets rendered; want 1, the one mounted (%s)", len(r.secrets), secretName)
+		if len(secrets) != 1 || secrets[0].Name != secretName {
+			t.Fatalf("%d Secrets rendered; want 1, the one mounted (%s)", len(secrets), secretName)
 		}
 		var have []string
-		for k, v := range r.secrets[0].Data {
+		for k, v := range secrets[0].Data {
 			have = append(have, k)
 			if len(bytes.TrimSpace(v)) != len(v) {
 				t.Errorf("Secret key %s: surrounding white space kept", k)
@@ -301,23 +300,23 @@ func checkChart(t *testing.T, r *rendered, keys []string, monitoring bool, extra
 	}
 
 	var dashboardCMs []*corev1.ConfigMap
-	for _, m := range r.configMaps {
+	for _, m := range configMaps {
 		if m.Labels["grafana_dashboard"] != "" {
 			dashboardCMs = append(dashboardCMs, m)
 		}
 	}
 	if !monitoring {
-		if len(r.serviceMonitors)+len(r.rules)+len(dashboardCMs) != 0 {
+		if len(serviceMonitors)+len(rules)+len(dashboardCMs) != 0 {
 			t.Errorf("turned off, yet %d ServiceMonitors, %d PrometheusRules, %d dashboards rendered",
-				len(r.serviceMonitors), len(r.rules), len(dashboardCMs))
+				len(serviceMonitors), len(rules), len(dashboardCMs))
 		}
 		return
 	}
-	if len(r.serviceMonitors) != 1 || len(r.rules) != 1 || len(dashboardCMs) != 1 {
+	if len(serviceMonitors) != 1 || len(rules) != 1 || len(dashboardCMs) != 1 {
 		t.Fatalf("%d ServiceMonitors, %d PrometheusRules, %d dashboards; want 1 each",
-			len(r.serviceMonitors), len(r.rules), len(dashboardCMs))
+			len(serviceMonitors), len(rules), len(dashboardCMs))
 	}
-	sm := r.serviceMonitors[0]
+	sm := serviceMonitors[0]
 	smSel, err := metav1.LabelSelectorAsSelector(&sm.Spec.Selector)
 	if err != nil {
 		t.Fatal(err)
@@ -334,7 +333,7 @@ func checkChart(t *testing.T, r *rendered, keys []string, monitoring bool, extra
 	if !slices.Contains(sm.Spec.NamespaceSelector.MatchNames, namespace) {
 		t.Errorf("ServiceMonitor namespaceSelector %+v: want the release namespace", sm.Spec.NamespaceSelector)
 	}
-	if extraLabel != "" && (sm.Labels[extraLabel] == "" || r.rules[0].Labels[extraLabel] == "") {
+	if extraLabel != "" && (sm.Labels[extraLabel] == "" || rules[0].Labels[extraLabel] == "") {
 		t.Errorf("label %s not set on the ServiceMonitor and the PrometheusRule", extraLabel)
 	}
 
@@ -345,10 +344,10 @@ func checkChart(t *testing.T, r *rendered, keys []string, monitoring bool, extra
 	if err := sigsyaml.UnmarshalStrict(alerts.Rules, &want); err != nil {
 		t.Fatal(err)
 	}
-	if len(want.Groups) == 0 || !reflect.DeepEqual(r.rules[0].Spec.Groups, want.Groups) {
+	if len(want.Groups) == 0 || !reflect.DeepEqual(rules[0].Spec.Groups, want.Groups) {
 		t.Errorf("PrometheusRule groups differ from alerts/dify.rules.yml")
 	}
-	checkRulesWithPromtool(t, r.rules[0])
+	checkRulesWithPromtool(t, rules[0])
 
 	if got := dashboardCMs[0].Data["dify-overview.json"]; got != string(dashboards.Overview) {
 		t.Errorf("dashboard ConfigMap data[dify-overview.json] is not dashboards/dify-overview.json (%d bytes, want %d)", len(got), len(dashboards.Overview))
