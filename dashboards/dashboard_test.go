@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -135,8 +136,24 @@ func TestDashboardBasics(t *testing.T) {
 	if d.UID != "dify-overview" {
 		t.Errorf("uid = %q, want dify-overview", d.UID)
 	}
-	if d.SchemaVersion < 36 {
-		t.Errorf("schemaVersion %d: use a modern one (>= 36)", d.SchemaVersion)
+	// 41 is Grafana 12's. What Grafana's migrations up to it change must already hold, or
+	// Grafana rewrites the dashboard on load: v40 wants refresh as a string, v41 drops
+	// timepicker.time_options.
+	if d.SchemaVersion != 41 {
+		t.Errorf("schemaVersion %d, want 41 (Grafana 12)", d.SchemaVersion)
+	}
+	var raw struct {
+		Refresh    any            `json:"refresh"`
+		Timepicker map[string]any `json:"timepicker"`
+	}
+	if err := json.Unmarshal(Overview, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := raw.Refresh.(string); !ok {
+		t.Errorf("refresh %v: schemaVersion 40 and later want a string", raw.Refresh)
+	}
+	if _, ok := raw.Timepicker["time_options"]; ok {
+		t.Error("timepicker.time_options: removed in schemaVersion 41")
 	}
 	if d.Title == "" {
 		t.Error("no title")
@@ -154,7 +171,7 @@ func TestVariables(t *testing.T) {
 			if err := json.Unmarshal(v.Query, &q); err != nil || v.Type != "datasource" || q != "prometheus" {
 				t.Errorf("variable datasource: type %q query %s, want a datasource variable of type prometheus", v.Type, v.Query)
 			}
-		case "job", "app":
+		case "job", "instance", "app":
 			if !v.Multi || !v.IncludeAll || v.AllValue != ".+" || v.Refresh != 2 {
 				t.Errorf("variable %s: multi=%v includeAll=%v allValue=%q refresh=%d; want true, true, \".+\", 2",
 					v.Name, v.Multi, v.IncludeAll, v.AllValue, v.Refresh)
@@ -162,19 +179,23 @@ func TestVariables(t *testing.T) {
 			if v.Datasource == nil || v.Datasource.UID != dsRef || v.Datasource.Type != "prometheus" {
 				t.Errorf("variable %s: datasource %+v, want %s", v.Name, v.Datasource, dsRef)
 			}
-			want := "label_values(dify_up, job)"
-			if v.Name == "app" {
-				want = `label_values(dify_up{job=~"$job"}, app)`
-			}
+			want := map[string]string{
+				"job":      "label_values(dify_up, job)",
+				"instance": `label_values(dify_up{job=~"$job"}, instance)`,
+				"app":      `label_values(dify_up{job=~"$job", instance=~"$instance"}, app)`,
+			}[v.Name]
 			if v.Definition != want || !strings.Contains(string(v.Query), strings.ReplaceAll(want, `"`, `\"`)) {
 				t.Errorf("variable %s: query %s / definition %q, want %q", v.Name, v.Query, v.Definition, want)
 			}
 		}
 	}
-	for _, n := range []string{"datasource", "job", "app"} {
-		if !found[n] {
-			t.Errorf("variable %s missing", n)
-		}
+	// Grafana resolves chained variables in list order: each after those it uses.
+	var order []string
+	for _, v := range d.Templating.List {
+		order = append(order, v.Name)
+	}
+	if want := []string{"datasource", "job", "instance", "app"}; !slices.Equal(order, want) {
+		t.Errorf("variables %v, want %v", order, want)
 	}
 }
 
@@ -301,8 +322,8 @@ func TestQueries(t *testing.T) {
 			if fixedRange.MatchString(expr) {
 				t.Errorf("%s: fixed range in %q; use %s", name, expr, rateInterval)
 			}
-			// Every metric is known, and every selector filters by job and (unless the metric
-			// has no app label) by app.
+			// Every metric is known, and every selector filters by job and instance and
+			// (unless the metric has no app label) by app.
 			refs := metricRef.FindAllStringSubmatchIndex(expr, -1)
 			if len(refs) == 0 {
 				t.Errorf("%s: no metric in %q", name, expr)
@@ -317,8 +338,10 @@ func TestQueries(t *testing.T) {
 					t.Errorf("%s: %s without label matchers in %q", name, metric, expr)
 					continue
 				}
-				if !strings.Contains(m[1], `job=~"$job"`) {
-					t.Errorf("%s: %s{%s} does not filter job=~\"$job\"", name, metric, m[1])
+				for _, want := range []string{`job=~"$job"`, `instance=~"$instance"`} {
+					if !strings.Contains(m[1], want) {
+						t.Errorf("%s: %s{%s} does not filter %s", name, metric, m[1], want)
+					}
 				}
 				if !exporterLevel[metric] && !strings.Contains(m[1], `app=~"$app"`) {
 					t.Errorf("%s: %s{%s} does not filter app=~\"$app\"", name, metric, m[1])
@@ -331,7 +354,7 @@ func TestQueries(t *testing.T) {
 	}
 }
 
-var testVars = map[string]string{"__rate_interval": "1m", "job": "dify_exporter", "app": ".+", "datasource": "prom"}
+var testVars = map[string]string{"__rate_interval": "1m", "job": "dify_exporter", "instance": ".+", "app": ".+", "datasource": "prom"}
 
 func TestQueriesHelper(t *testing.T) {
 	qs, err := Queries(Overview, testVars)

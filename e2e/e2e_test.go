@@ -443,6 +443,7 @@ scrape_configs:
 var dashboardVars = map[string]string{
 	"datasource":      "prometheus",
 	"job":             jobName,
+	"instance":        ".+", // the variable's all-value, as Grafana sends it for "All"
 	"app":             appName,
 	"__rate_interval": "1m",
 	"__interval":      "1s",

@@ -280,8 +280,33 @@ func TestServiceAndServiceMonitor(t *testing.T) {
 func TestKustomization(t *testing.T) {
 	var k struct {
 		Resources []string `yaml:"resources"`
+		Images    []struct {
+			Name    string `yaml:"name"`
+			NewName string `yaml:"newName"`
+			NewTag  string `yaml:"newTag"`
+		} `yaml:"images"`
 	}
 	readYAML(t, "kustomization.yaml", &k)
+	// The Deployment names a placeholder image that kustomize's images: rewrites.
+	var d struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Containers []container `yaml:"containers"`
+				} `yaml:"spec"`
+			} `yaml:"template"`
+		} `yaml:"spec"`
+	}
+	readYAML(t, "deployment.yaml", &d)
+	for _, c := range d.Spec.Template.Spec.Containers {
+		rewritten := false
+		for _, img := range k.Images {
+			rewritten = rewritten || (img.Name == c.Image && img.NewName != "" && img.NewTag != "")
+		}
+		if !rewritten {
+			t.Errorf("container %s: image %q has no images: entry (name, newName, newTag) in kustomization.yaml", c.Name, c.Image)
+		}
+	}
 	entries, err := os.ReadDir(".")
 	if err != nil {
 		t.Fatal(err)

@@ -8,4 +8,4 @@
 // The tests fail when a generated manifest drifts from its source.
 package kubernetes
 
-//go:generate go run ./gen -dir .
+//go:generate go run ./gen -dir . -chart ../helm/dify-exporter

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"runtime/debug"
+
+	"github.com/prometheus/common/version"
+)
+
+// A plain `go build` or `go run` in a git checkout gets no -ldflags, but the go command embeds
+// the commit: take version.Revision and version.BuildDate from it so that --version and
+// dify_exporter_build_info still name the build. Values stamped with -ldflags -X win; this
+// fills only what is empty (main.go's init fills version.Version the same way).
+func init() {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		stampFromVCS(bi.Settings)
+	}
+}
+
+// stampFromVCS fills the empty version.Revision from vcs.revision (suffixed "-modified" for a
+// build from a dirty tree, as prometheus/common does) and the empty version.BuildDate from
+// vcs.time (the commit time, RFC 3339).
+func stampFromVCS(settings []debug.BuildSetting) {
+	var rev, at string
+	modified := false
+	for _, s := range settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	if version.Revision == "" && rev != "" {
+		if modified {
+			rev += "-modified"
+		}
+		version.Revision = rev
+	}
+	if version.BuildDate == "" && at != "" {
+		version.BuildDate = at
+	}
+}
