@@ -57,18 +57,8 @@ func TestEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	e := &env{t: t, dir: dir}
 
-	// 1. The exporter binary, built once.
-	exporterBin := filepath.Join(dir, "dify_exporter")
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	build := exec.Command(goBin, "build", "-o", exporterBin, "github.com/dify-exporter/dify_exporter")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	t.Logf("built the exporter in %s", time.Since(start).Round(time.Millisecond))
+	// 1. The exporter binary.
+	exporterBin := buildExporter(t, root, dir)
 
 	// 2. A simulated Dify with runs in every status.
 	srv := difytest.NewServer()
@@ -212,9 +202,11 @@ scrape_configs:
 		})
 	}
 
-	// Inject server errors on the run detail endpoint (the stuck and paused runs are
-	// fetched there on every scrape) until the exporter has counted some, so that the
-	// error and stale-run panels have something to show.
+	// Inject server errors on the logs (which refresh the stuck and paused runs in
+	// bulk) and on the run detail endpoint (which the exporter falls back to) until
+	// the exporter has counted some, so that the error and stale-run panels have
+	// something to show.
+	srv.SetFault(difytest.EndpointLogs, difytest.Fault{Status: http.StatusInternalServerError})
 	srv.SetFault(difytest.EndpointRun, difytest.Fault{Status: http.StatusInternalServerError})
 	e.poll("the exporter has counted run fetch errors", func() (bool, string) {
 		v, err := prom.instant(fmt.Sprintf(`dify_exporter_run_errors_total{%s, reason="server_error"} > 0`, sel))
@@ -509,6 +501,24 @@ func seedRuns(srv *difytest.Server, now time.Time) seededRuns {
 func finishTokens(i int) int { return 1500 + 100*i }
 
 // --- processes -------------------------------------------------------------
+
+// buildExporter builds the exporter binary into dir.
+func buildExporter(t *testing.T, root, dir string) string {
+	t.Helper()
+	start := time.Now()
+	bin := filepath.Join(dir, "dify_exporter")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	build := exec.Command(goBin, "build", "-o", bin, "github.com/dify-exporter/dify_exporter")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	t.Logf("built the exporter in %s", time.Since(start).Round(time.Millisecond))
+	return bin
+}
 
 type proc struct {
 	name, log string

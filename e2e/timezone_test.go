@@ -1,0 +1,120 @@
+package e2e
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dify-exporter/dify_exporter/client/difytest"
+)
+
+// TestTimeZoneEndToEnd: a Dify whose API container runs in Asia/Shanghai
+// serves every time 8 h early. The exporter measures the shift, exposes
+// it, and corrects the times, so a real Prometheus evaluating the shipped
+// rules (with their real `for`) raises no DifyWorkflowRunStuck for a run
+// started a minute ago, while DifyTimeOffsetDetected goes pending.
+func TestTimeZoneEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test skipped in -short mode")
+	}
+	promBin := requireTool(t, "prometheus")
+	root := repoRoot(t)
+	dir := t.TempDir()
+	e := &env{t: t, dir: dir}
+	exporterBin := buildExporter(t, root, dir)
+
+	srv := difytest.NewServer()
+	t.Cleanup(srv.Close)
+	srv.SetTimeZone(8 * time.Hour)
+	srv.AddApp(apiKey, difytest.App{Name: "Shanghai", Mode: "workflow"})
+	recent := difytest.NewRunID()
+	recentCreated := time.Now().Add(-time.Minute)
+	srv.PutRun(apiKey, difytest.Run{ID: recent, Status: "running", CreatedAt: recentCreated})
+	// Runs keep starting and finishing, as in production: their log rows,
+	// written at start, date Dify's clock.
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sim := difytest.NewSimulator(srv, difytest.SimConfig{Key: apiKey, NewRuns: 2, Seed: 3})
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-tick.C:
+				sim.Step(now)
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); wg.Wait() })
+
+	keyFile := filepath.Join(dir, "dify.key")
+	writeFile(t, keyFile, apiKey+"\n")
+	exporterAddr := freeAddr(t)
+	e.start("exporter", exporterBin, "--dify.url="+srv.URL(), "--dify.api-key-file="+keyFile,
+		"--dify.app-name="+appName, "--discovery.workflow-logs", "--web.listen-address="+exporterAddr,
+		"--refresh.min-interval=0")
+	e.waitReady("exporter", "http://"+exporterAddr+"/-/ready")
+
+	promDir := filepath.Join(dir, "prometheus")
+	mustMkdir(t, promDir)
+	rulesFile := filepath.Join(root, "alerts", "dify.rules.yml") // the real `for`
+	rules := loadRules(t, rulesFile)
+	promConfig := filepath.Join(promDir, "prometheus.yml")
+	writeFile(t, promConfig, fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files: [%q]
+scrape_configs:
+  - job_name: %s
+    static_configs:
+      - targets: [%q]
+`, rulesFile, jobName, exporterAddr))
+	promAddr := freeAddr(t)
+	e.start("prometheus", promBin, "--config.file="+promConfig,
+		"--storage.tsdb.path="+filepath.Join(promDir, "data"), "--web.listen-address="+promAddr)
+	prom := &promAPI{e: e, base: "http://" + promAddr}
+	e.waitReady("prometheus", prom.base+"/-/ready")
+	e.poll("Prometheus has loaded the rules", func() (bool, string) {
+		n, err := prom.ruleCount()
+		return err == nil && n == rules.count, fmt.Sprintf("%d rules loaded, want %d (%v)", n, rules.count, err)
+	})
+
+	sel := fmt.Sprintf(`job=%q, app=%q`, jobName, appName)
+	e.poll("the exporter exposes the 8 h offset", func() (bool, string) {
+		v, err := prom.value(fmt.Sprintf(`dify_exporter_dify_time_offset_seconds{%s}`, sel))
+		return err == nil && v == 8*3600, fmt.Sprintf("offset %v (%v)", v, err)
+	})
+	e.poll("the recent run's created time is within a minute of the truth", func() (bool, string) {
+		v, err := prom.value(fmt.Sprintf(`dify_workflow_run_created_timestamp_seconds{%s, run_id=%q}`, sel, recent))
+		d := math.Abs(v - float64(recentCreated.Unix()))
+		return err == nil && d < 60, fmt.Sprintf("created %v, off by %vs (%v)", v, d, err)
+	})
+	e.poll("DifyTimeOffsetDetected is pending", func() (bool, string) {
+		s, err := prom.instant(`ALERTS{alertname="DifyTimeOffsetDetected", alertstate="pending"}`)
+		return err == nil && len(s) > 0, fmt.Sprintf("not pending (%v)", err)
+	})
+	// DifyWorkflowRunStuck waits 1m: for a run started a minute ago (on
+	// the exporter's clock), with the times 8 h early until the offset was
+	// believed, it must never fire.
+	deadline := time.Now().Add(70 * time.Second)
+	for time.Now().Before(deadline) {
+		s, err := prom.instant(`ALERTS{alertname="DifyWorkflowRunStuck"}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range s {
+			if a.Metric["alertstate"] == "firing" {
+				t.Fatalf("DifyWorkflowRunStuck fired for run %s: the 8 h shift was not corrected in time", a.Metric["run_id"])
+			}
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
