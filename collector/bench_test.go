@@ -28,8 +28,10 @@ func BenchmarkScrapeHTTP(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000} {
 		b.Run(fmt.Sprintf("runs=%d", n), func(b *testing.B) {
 			f := newFixture(b, withDiscovery(n))
+			cfg := f.exp.App("translator").cfg
+			cfg.Lookback = 24 * time.Hour // 100,000 runs 250 ms apart span 7 h
 			cache := exposition.NewCache()
-			exp := New([]AppConfig{f.exp.App("translator").cfg}, WithClock(f.now), WithRunCache(cache))
+			exp := New([]AppConfig{cfg}, WithClock(f.now), WithRunCache(cache))
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(exp)
 			h := exposition.Handler(cache, reg, log.NewNopLogger())
@@ -167,6 +169,7 @@ func BenchmarkDetailFairness(b *testing.B) {
 		const n = 2000
 		cfg := f.exp.App("translator").cfg
 		cfg.MaxRuns = 20000 // room for 2,000 unverified registrations
+		cfg.Concurrency = 8 // --dify.concurrency's default
 		f.exp.SetApps([]AppConfig{cfg})
 		for i := range n {
 			id := runID(i)
