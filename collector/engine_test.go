@@ -410,6 +410,7 @@ func TestSteadyRefreshCost(t *testing.T) {
 			f.refresh(t)
 		}
 		logs, runs := f.srv.Requests(difytest.EndpointLogs), f.srv.Requests(difytest.EndpointRun)
+		t.Logf("steady refresh: %d log pages, %d detail calls", logs, runs)
 		// The 600 unfinished rows and the new ones fit ceil(605/100) pages.
 		if logs+runs > 7 {
 			t.Errorf("steady refresh: %d log pages + %d detail calls, want at most 7 in all", logs, runs)
