@@ -20,9 +20,11 @@ var landingTemplate = template.Must(template.New("landing").Parse(`<!DOCTYPE htm
 <p>Loaded {{.Reload.LoadedAt.UTC.Format "2006-01-02 15:04:05 MST"}}.</p>
 {{if not .Reload.FailedAt.IsZero}}<p class="down" id="reload-failed">Reload failed {{.Reload.FailedAt.UTC.Format "2006-01-02 15:04:05 MST"}}; the configuration above is still running: {{.Reload.Err}}</p>
 {{end}}<h2>Apps</h2>
-<table><tr><th>App</th><th>Mode</th><th>Dify API</th><th>Tracked runs</th><th>Stale runs</th><th>Last error</th></tr>
-{{range .Apps}}<tr><td>{{.Name}}</td><td>{{.Mode}}</td><td>{{if not .Refreshed}}not scraped yet{{else if .Up}}<span class="up">up</span>{{else}}<span class="down">down</span>{{end}}</td><td>{{.Tracked}}</td><td>{{.Stale}}</td><td>{{.LastError}}</td></tr>
-{{end}}</table>
+<table><tr><th>App</th><th>Mode</th><th>Dify release</th><th>Dify API</th><th>Tracked runs</th><th>Stale runs</th><th>Last error</th></tr>
+{{range .Apps}}<tr><td>{{.Name}}</td><td>{{.Mode}}</td><td>{{.ServerVersion}}</td><td>{{if not .Refreshed}}not scraped yet{{else if .Up}}<span class="up">up</span>{{else}}<span class="down">down</span>{{end}}</td><td>{{.Tracked}}</td><td>{{.Stale}}</td><td>{{.LastError}}</td></tr>
+{{if .Note}}<tr><td></td><td colspan="6" class="note">Discovery: {{.Note}}</td></tr>
+{{end}}{{if .TimeOffsetNote}}<tr><td></td><td colspan="6" class="note">Time: {{.TimeOffsetNote}}</td></tr>
+{{end}}{{end}}</table>
 </body></html>
 `))
 

@@ -395,3 +395,33 @@ func TestMaxRequests(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// The landing page names each app's Dify release, what it hides from
+// discovery, and a time correction with its cause.
+func TestLandingPageShowsReleaseAndNotes(t *testing.T) {
+	srv := difytest.NewServer()
+	t.Cleanup(srv.Close)
+	const key = "app-landing-key-123456789"
+	srv.SetServerVersion("1.10.1")
+	srv.AddApp(key, difytest.App{Name: "Old", Mode: "workflow"})
+	c, err := client.New(client.Config{URL: srv.URL(), APIKey: key, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.Exporter = collector.New([]collector.AppConfig{{Name: "old", API: c, Discovery: true, Lookback: time.Hour,
+		TimeOffset: 8 * time.Hour, FixedTimeOffset: true}})
+	cfg.Exporter.Refresh(t.Context())
+	h, err := NewHandler(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/", nil))
+	page := w.Body.String()
+	for _, want := range []string{"<td>1.10.1</td>", "runs appear only once they finish", "corrected by 8h0m0s (--dify.time-offset)"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("landing page lacks %q:\n%s", want, page)
+		}
+	}
+}
