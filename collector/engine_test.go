@@ -302,17 +302,7 @@ func TestDetailCallsAreFair(t *testing.T) {
 	counts := map[string]int{}
 	for range 8 {
 		f.advance(time.Second)
-		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Millisecond)
-		f.exp.Refresh(ctx)
-		cancel()
-		a := f.exp.App("translator")
-		a.mu.Lock()
-		for id, r := range a.store.runs {
-			if r.freshAt == a.gen {
-				counts[id]++
-			}
-		}
-		a.mu.Unlock()
+		refreshCounting(f, 120*time.Millisecond, counts)
 	}
 	lo, hi := math.MaxInt, 0
 	for i := range n {
@@ -467,4 +457,20 @@ func TestSteadyRefreshCost(t *testing.T) {
 			t.Errorf("status = %q, want succeeded from a re-check", got)
 		}
 	})
+}
+
+// refreshCounting refreshes with the deadline given and adds one to the
+// count of every run the refresh brought up to date.
+func refreshCounting(f *fixture, deadline time.Duration, counts map[string]int) {
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	f.exp.Refresh(ctx)
+	cancel()
+	a := f.exp.App("translator")
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id, r := range a.store.runs {
+		if r.freshAt == a.gen {
+			counts[id]++
+		}
+	}
 }
