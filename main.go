@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 	sloggokit "github.com/tjhop/slog-gokit"
 
+	"github.com/dify-exporter/dify_exporter/apps"
 	"github.com/dify-exporter/dify_exporter/collector"
 	"github.com/dify-exporter/dify_exporter/config"
 	"github.com/dify-exporter/dify_exporter/exposition"
@@ -192,7 +193,18 @@ func run(args []string, stderr *os.File) int {
 		return 1
 	}
 
-	loader := &configLoader{flags: f, logger: logger}
+	loader := &apps.Loader{
+		ConfigFile: f.configFile, AppName: f.appName, KeyFile: f.keyFile, RunIDsFile: f.runIDsFile, RunIDs: f.runIDs,
+		Defaults: config.Defaults{
+			URL:         f.url,
+			Runs:        config.RunLimits{Retention: f.retention, Max: f.maxRuns},
+			Timeout:     f.timeout,
+			Concurrency: f.concurrency,
+			RateLimit:   f.rateLimit,
+			Discovery:   config.Discovery{WorkflowLogs: f.discovery, Lookback: f.lookback},
+			TimeOffset:  f.timeOffset,
+		},
+	}
 	var stopDemo func()
 	if f.demo {
 		url, key, stop, err := startDemo()
@@ -201,29 +213,22 @@ func run(args []string, stderr *os.File) int {
 		}
 		stopDemo = stop
 		defer stopDemo()
-		loader.demo = &demoTarget{url: url, key: key}
+		loader.Demo = &apps.Demo{URL: url, Key: key}
 		level.Info(logger).Log("msg", "Demo mode: exporting a simulated Dify", "url", url)
 	}
 
 	runs := exposition.NewCache()
 	exp := collector.New(nil, collector.WithLogger(logger), collector.WithRunCache(runs), collector.WithMinInterval(f.minInterval))
-	state := newAppState(exp, loader, logger)
-	cfg, err := loader.load()
+	state := apps.NewState(exp, loader, f.shard, f.totalShards, logger)
+	cfg, err := loader.Load()
 	if err != nil {
 		return fail("Invalid configuration", err)
 	}
 	if f.configCheck {
-		// What start-up does, short of serving; and the run-ID files,
-		// which a running exporter watches (a bad one is logged, its last
-		// good IDs kept) but a check should report.
-		b, err := state.build(cfg)
-		if err == nil {
-			err = cfg.Check()
-		}
-		if err != nil {
+		// What start-up does, short of serving, and the run-ID files.
+		if err := state.Check(cfg); err != nil {
 			return fail("Invalid configuration", err)
 		}
-		closeClients(b.clients)
 		if f.configFile == "" {
 			level.Info(logger).Log("msg", "Configuration is valid", "flags", "--dify.*", "apps", len(cfg.Apps))
 		} else {
@@ -235,12 +240,12 @@ func run(args []string, stderr *os.File) int {
 		level.Warn(logger).Log("msg", "--config.file is given: the single-app --dify.* flags are ignored")
 	}
 
-	if err := state.apply(cfg); err != nil {
+	if err := state.Apply(cfg); err != nil {
 		return fail("Invalid configuration", err)
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(exp, state.reloadOK,
+	reg.MustRegister(exp, state.ReloadOK(),
 		versioncollector.NewCollector("dify_exporter"),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -291,71 +296,4 @@ func run(args []string, stderr *os.File) int {
 			return 0
 		}
 	}
-}
-
-// configLoader turns the command line or the config file into a config.
-type configLoader struct {
-	flags  *flags
-	logger log.Logger
-	demo   *demoTarget
-}
-
-type demoTarget struct{ url, key string }
-
-func (l *configLoader) defaults() config.Defaults {
-	f := l.flags
-	return config.Defaults{
-		URL:         f.url,
-		Runs:        config.RunLimits{Retention: f.retention, Max: f.maxRuns},
-		Timeout:     f.timeout,
-		Concurrency: f.concurrency,
-		RateLimit:   f.rateLimit,
-		Discovery:   config.Discovery{WorkflowLogs: f.discovery, Lookback: f.lookback},
-		TimeOffset:  f.timeOffset,
-	}
-}
-
-// load reads the config file, or builds a one-app config from the flags.
-func (l *configLoader) load() (*config.Config, error) {
-	f := l.flags
-	if f.configFile != "" {
-		cfg, err := config.Load(f.configFile, l.defaults())
-		if err != nil {
-			return nil, err
-		}
-		return cfg, cfg.CheckKeys()
-	}
-	d := l.defaults()
-	app := config.App{
-		Name: f.appName, URL: d.URL, APIKeyFile: f.keyFile, RunIDsFile: f.runIDsFile,
-		Discovery: d.Discovery, Runs: d.Runs, Timeout: d.Timeout, Concurrency: d.Concurrency, RateLimit: d.RateLimit,
-		TimeOffset: d.TimeOffset,
-	}
-	if app.APIKeyFile == "" {
-		app.APIKeyEnv = "DIFY_API_KEY"
-	}
-	if l.demo != nil {
-		app.Name, app.URL, app.APIKeyFile, app.APIKeyEnv = "demo", l.demo.url, "", "DIFY_DEMO_KEY"
-		app.Discovery = config.Discovery{WorkflowLogs: true, Lookback: time.Hour}
-	}
-	app.RunIDs = f.runIDs
-	cfg, err := config.FromFlags(app)
-	if err != nil {
-		return nil, err
-	}
-	if l.demo != nil {
-		return cfg, nil
-	}
-	if f.keyFile == "" && os.Getenv("DIFY_API_KEY") == "" {
-		return nil, errors.New("no Dify API key: give --dify.api-key-file=FILE or set DIFY_API_KEY")
-	}
-	return cfg, cfg.CheckKeys()
-}
-
-// key returns an app's API key: the demo's own, or from its file or env.
-func (l *configLoader) key(a config.App) (string, error) {
-	if l.demo != nil && a.URL == l.demo.url {
-		return l.demo.key, nil
-	}
-	return a.APIKey()
 }

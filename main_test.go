@@ -601,8 +601,9 @@ func TestFailingAppDoesNotBreakOther(t *testing.T) {
 				t.Errorf("run_errors_total{app=b,reason=%s} = %v, want 0", tc.reason, v)
 			}
 			_, page := e.get("/")
-			if !regexp.MustCompile(`<tr><td>a</td><td>[^<]*</td><td><span class="down">down</span></td>`).MatchString(page) ||
-				!regexp.MustCompile(`<tr><td>b</td><td>[^<]*</td><td><span class="up">up</span></td>`).MatchString(page) {
+			// App, mode, Dify release, health.
+			if !regexp.MustCompile(`<tr><td>a</td><td>[^<]*</td><td>[^<]*</td><td><span class="down">down</span></td>`).MatchString(page) ||
+				!regexp.MustCompile(`<tr><td>b</td><td>[^<]*</td><td>[^<]*</td><td><span class="up">up</span></td>`).MatchString(page) {
 				t.Errorf("landing page should show a down and b up:\n%s", page)
 			}
 		})

@@ -1,4 +1,7 @@
-package main
+// Package apps wires a configuration into the collector: it builds each
+// app's Dify client, swaps a reloaded configuration in only when all of it
+// builds, and keeps the watched run-ID files in step.
+package apps
 
 import (
 	"crypto/sha256"
@@ -22,13 +25,15 @@ import (
 	"github.com/dify-exporter/dify_exporter/server"
 )
 
-// appState wires a config into the collector and keeps the watched run-ID
+// State wires a config into the collector and keeps the watched run-ID
 // files in step. A failed reload leaves everything as it was.
-type appState struct {
+type State struct {
 	exp      *collector.Exporter
-	loader   *configLoader
+	loader   *Loader
 	logger   log.Logger
 	reloadOK prometheus.Gauge
+	// shard and totalShards select this replica's share of the runs.
+	shard, totalShards int
 
 	mu      sync.Mutex
 	files   []*idsFile
@@ -44,8 +49,10 @@ type idsFile struct {
 	loaded    bool
 }
 
-func newAppState(exp *collector.Exporter, loader *configLoader, logger log.Logger) *appState {
-	return &appState{exp: exp, loader: loader, logger: logger,
+// NewState returns the wiring of loader's configurations into exp, for
+// replica shard of totalShards.
+func NewState(exp *collector.Exporter, loader *Loader, shard, totalShards int, logger log.Logger) *State {
+	return &State{exp: exp, loader: loader, logger: logger, shard: shard, totalShards: totalShards,
 		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dify_exporter_config_last_reload_successful",
 			Help: "1 if the last configuration load succeeded.",
@@ -53,10 +60,10 @@ func newAppState(exp *collector.Exporter, loader *configLoader, logger log.Logge
 }
 
 // Reload reads the configuration again; on any error the running one stays.
-func (s *appState) Reload() error {
-	cfg, err := s.loader.load()
+func (s *State) Reload() error {
+	cfg, err := s.loader.Load()
 	if err == nil {
-		err = s.apply(cfg)
+		err = s.Apply(cfg)
 	}
 	if err != nil {
 		s.reloadOK.Set(0)
@@ -72,7 +79,7 @@ func (s *appState) Reload() error {
 
 // LastReload says when the running configuration was loaded and whether
 // a reload failed since.
-func (s *appState) LastReload() server.ReloadStatus {
+func (s *State) LastReload() server.ReloadStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.status
@@ -95,7 +102,7 @@ func closeClients(cs []*client.Client) {
 
 // build makes every app's client, as start-up, a reload and
 // --config.check all do, so that they refuse the same configurations.
-func (s *appState) build(cfg *config.Config) (*built, error) {
+func (s *State) build(cfg *config.Config) (*built, error) {
 	b := &built{apps: make([]collector.AppConfig, 0, len(cfg.Apps))}
 	for _, a := range cfg.Apps {
 		ac, c, err := s.appConfig(a)
@@ -112,12 +119,27 @@ func (s *appState) build(cfg *config.Config) (*built, error) {
 	return b, nil
 }
 
-// apply builds every app's client first and swaps them in only if all
+// ReloadOK is dify_exporter_config_last_reload_successful, to register.
+func (s *State) ReloadOK() prometheus.Collector { return s.reloadOK }
+
+// Check builds cfg as start-up would, without applying it, and reads its
+// run-ID files, which a running exporter watches (a bad one is logged, its
+// last good IDs kept) but a check should report.
+func (s *State) Check(cfg *config.Config) error {
+	b, err := s.build(cfg)
+	if err != nil {
+		return err
+	}
+	closeClients(b.clients)
+	return cfg.Check()
+}
+
+// Apply builds every app's client first and swaps them in only if all
 // succeed. The replaced clients' idle connections are closed: each
 // reload makes new clients, and the old ones' kept-alive connections
 // would otherwise stay open (with two goroutines each) until they time
 // out. A refresh still running on an old client finishes its requests.
-func (s *appState) apply(cfg *config.Config) error {
+func (s *State) Apply(cfg *config.Config) error {
 	b, err := s.build(cfg)
 	if err != nil {
 		return err
@@ -139,8 +161,8 @@ func (s *appState) apply(cfg *config.Config) error {
 	return nil
 }
 
-func (s *appState) appConfig(a config.App) (collector.AppConfig, *client.Client, error) {
-	key, err := s.loader.key(a)
+func (s *State) appConfig(a config.App) (collector.AppConfig, *client.Client, error) {
+	key, err := s.loader.Key(a)
 	if err != nil {
 		return collector.AppConfig{}, nil, err
 	}
@@ -161,12 +183,11 @@ func (s *appState) appConfig(a config.App) (collector.AppConfig, *client.Client,
 		hc.CloseIdleConnections()
 		return collector.AppConfig{}, nil, err
 	}
-	f := s.loader.flags
 	return collector.AppConfig{
 		Name: a.Name, API: c, RunIDs: a.RunIDs,
 		Discovery: a.Discovery.WorkflowLogs, Lookback: a.Discovery.Lookback,
 		Retention: a.Runs.Retention, MaxRuns: a.Runs.Max, Concurrency: a.Concurrency,
-		Shard: f.shard, TotalShards: f.totalShards,
+		Shard: s.shard, TotalShards: s.totalShards,
 		TimeOffset: a.TimeOffset.Duration, FixedTimeOffset: a.TimeOffset.Fixed,
 		Fingerprint: fingerprint(a, key),
 	}, c, nil
@@ -192,13 +213,13 @@ func httpClient(a config.App) (*http.Client, error) {
 var missingFile = time.Unix(1, 0)
 
 // SyncFiles re-reads the run-ID files that changed since last read.
-func (s *appState) SyncFiles() {
+func (s *State) SyncFiles() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.syncFilesLocked()
 }
 
-func (s *appState) syncFilesLocked() {
+func (s *State) syncFilesLocked() {
 	for _, f := range s.files {
 		fi, err := os.Stat(f.path)
 		if err != nil {
