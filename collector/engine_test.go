@@ -474,3 +474,58 @@ func refreshCounting(f *fixture, deadline time.Duration, counts map[string]int) 
 		}
 	}
 }
+
+// Before 1.2.0 the run detail's times are RFC-822 strings, which a time
+// zone does not shift: only the logs' int times are corrected.
+func TestTimeZoneSparesRFC822Times(t *testing.T) {
+	listed := runID(1)
+	f := withVersion(newFixture(t, func(c *AppConfig) {
+		withDiscovery(1000)(c)
+		c.RunIDs = []string{listed}
+	}), "1.1.3")
+	f.srv.SetTimeZone(8 * time.Hour)
+	f.srv.PutRun(testKey, finishedRun(listed, "failed"))
+	f.refresh(t)
+	var logged string
+	for range offsetAgreement + 1 {
+		f.advance(15 * time.Second)
+		logged = difytest.NewRunID()
+		f.srv.PutRun(testKey, difytest.Run{ID: logged, WorkflowID: wfID, Status: "succeeded", CreatedAt: f.now().Add(-3 * time.Second), FinishedAt: f.now().Add(-time.Second)})
+		f.refresh(t)
+	}
+	if off := value(t, f.reg, "dify_exporter_dify_time_offset_seconds", nil); off != 8*3600 {
+		t.Fatalf("offset = %v, want 28800", off)
+	}
+	if got := value(t, f.reg, "dify_workflow_run_created_timestamp_seconds", map[string]string{"run_id": listed}); got != float64(t0.Unix()) {
+		t.Errorf("listed run (RFC-822 detail): created = %v, want %v uncorrected", got, t0.Unix())
+	}
+	r, _ := f.srv.Run(testKey, logged)
+	if got := value(t, f.reg, "dify_workflow_run_finished_timestamp_seconds", map[string]string{"run_id": logged}); got != float64(r.FinishedAt.Unix()) {
+		t.Errorf("logged run (int times): finished = %v, want %v corrected", got, r.FinishedAt.Unix())
+	}
+}
+
+// Before 0.8.2 Dify has no logs API: discovery asks for none and says so;
+// registered runs are refreshed with detail calls.
+func TestNoLogsAPIBefore082(t *testing.T) {
+	f := withVersion(newFixture(t, withDiscovery(1000)), "0.8.1")
+	id := difytest.NewRunID()
+	putPaused(f, id)
+	if err := f.exp.Register("translator", id); err != nil {
+		t.Fatal(err)
+	}
+	f.refresh(t)
+	f.refresh(t)
+	if got := f.srv.Requests(difytest.EndpointLogs); got != 0 {
+		t.Errorf("log requests = %d, want 0", got)
+	}
+	if got := status(f, id); got != "paused" {
+		t.Errorf("registered run status = %q, want paused", got)
+	}
+	if got := value(t, f.reg, "dify_up", nil); got != 1 {
+		t.Errorf("dify_up = %v, want 1", got)
+	}
+	if note := f.exp.App("translator").Status().Note; !strings.Contains(note, "no workflow logs API") {
+		t.Errorf("note = %q", note)
+	}
+}

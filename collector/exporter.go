@@ -302,9 +302,10 @@ func (a *App) collect(ch chan<- prometheus.Metric, cache *exposition.Cache) {
 		a.syncCache(cache, ids)
 	} else {
 		slices.Sort(ids)
-		e := newRunEmitter(name, a.timeOffset())
+		e := newRunEmitter(name)
 		for _, id := range ids {
-			e.emit(ch, &a.store.runs[id].run)
+			r := a.store.runs[id]
+			e.emit(ch, &r.run, a.offsetOf(r))
 		}
 	}
 	for i, s := range statusLabels {
@@ -322,9 +323,9 @@ func (a *App) syncCache(cache *exposition.Cache, ids []string) {
 		a.cached = make(map[string]uint32, len(ids))
 	}
 	a.cacheEpoch++
-	offset := a.timeOffset()
 	for _, id := range ids {
-		r := &a.store.runs[id].run
+		tr := a.store.runs[id]
+		r, offset := &tr.run, a.offsetOf(tr)
 		cache.Set(exposition.RunValues{App: a.name, WorkflowID: r.WorkflowID, RunID: id, Status: string(r.Status),
 			Tokens: r.TotalTokens, Steps: r.TotalSteps, Elapsed: r.Elapsed,
 			Created: shift(r.CreatedAt, offset), Finished: shift(r.FinishedAt, offset)})
@@ -336,6 +337,14 @@ func (a *App) syncCache(cache *exposition.Cache, ids []string) {
 			delete(a.cached, id)
 		}
 	}
+}
+
+// offsetOf is the correction of a run's times. Call with a.mu held.
+func (a *App) offsetOf(r *trackedRun) time.Duration {
+	if r.utcTimes {
+		return 0
+	}
+	return a.timeOffset()
 }
 
 func shift(t time.Time, d time.Duration) time.Time {

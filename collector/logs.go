@@ -289,4 +289,5 @@ func (a *App) discovered(e client.LogEntry, gen uint64, w logWindow) {
 	// Without a workflow ID the values are kept but not exposed until one
 	// detail call teaches the version's workflow ID.
 	a.update(id, r, run, gen)
+	r.utcTimes = false // the logs' times are ints in every release
 }

@@ -381,6 +381,7 @@ func (a *App) apply(id string, run client.Run, err error, gen uint64, caps capab
 		a.versions[r.version] = run.WorkflowID
 	}
 	a.update(id, r, run, gen)
+	r.utcTimes = caps.utcDetail
 	if caps.vis == logsAtFinish && !run.Status.Terminal() {
 		r.recheckAt = a.now().Add(nextRecheck(r.rechecks))
 		r.rechecks = min(r.rechecks+1, 8)

@@ -50,15 +50,15 @@ var statusPairs = func() []*dto.LabelPair {
 type runEmitter struct {
 	app       *dto.LabelPair
 	workflows map[string]*dto.LabelPair
-	// offset moves Dify's times onto the exporter's clock.
-	offset time.Duration
 }
 
-func newRunEmitter(app string, offset time.Duration) *runEmitter {
-	return &runEmitter{app: labelPair("app", app), workflows: make(map[string]*dto.LabelPair), offset: offset}
+func newRunEmitter(app string) *runEmitter {
+	return &runEmitter{app: labelPair("app", app), workflows: make(map[string]*dto.LabelPair)}
 }
 
-func (e *runEmitter) emit(ch chan<- prometheus.Metric, r *client.Run) {
+// emit sends a run's series, its times moved by offset onto the
+// exporter's clock.
+func (e *runEmitter) emit(ch chan<- prometheus.Metric, r *client.Run, offset time.Duration) {
 	wf, ok := e.workflows[r.WorkflowID]
 	if !ok {
 		wf = labelPair("workflow_id", r.WorkflowID)
@@ -79,11 +79,11 @@ func (e *runEmitter) emit(ch chan<- prometheus.Metric, r *client.Run) {
 		ch <- &ms[len(ms)-1]
 	}
 	if !r.CreatedAt.IsZero() {
-		add(runCreatedDesc, base, unixSeconds(r.CreatedAt.Add(e.offset)))
+		add(runCreatedDesc, base, unixSeconds(r.CreatedAt.Add(offset)))
 	}
 	add(runElapsedDesc, base, r.Elapsed.Seconds())
 	if !r.FinishedAt.IsZero() {
-		add(runFinishedDesc, base, unixSeconds(r.FinishedAt.Add(e.offset)))
+		add(runFinishedDesc, base, unixSeconds(r.FinishedAt.Add(offset)))
 	}
 	withStatus := make([]*dto.LabelPair, 4*len(statusPairs))
 	for i, sp := range statusPairs {
