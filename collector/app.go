@@ -88,10 +88,6 @@ type App struct {
 	stale    int
 	oldest   time.Duration // age of the least recently refreshed unfinished run's data
 	refreshd bool          // a refresh has ended
-	// cached holds the runs set in the run cache, with the sync that last
-	// set them: one that a sync did not set is deleted from the cache.
-	cached     map[string]uint32
-	cacheEpoch uint32
 }
 
 // serverState is what GET /v1/ and the Date headers tell of the server.

@@ -283,7 +283,14 @@ func (a *App) collect(ch chan<- prometheus.Metric, cache *exposition.Cache) {
 
 	var byStatus [6]int
 	var bySource [4]int
-	ids := make([]string, 0, len(a.store.runs))
+	var ids []string // for Collect's own per-run series, without a cache
+	if cache != nil {
+		for _, id := range a.store.uncache {
+			cache.Delete(name, id)
+		}
+		clear(a.store.uncache)
+		a.store.uncache = a.store.uncache[:0]
+	}
 	for id, r := range a.store.runs {
 		for i, s := range sourceNames {
 			if r.sources&s.s != 0 {
@@ -291,16 +298,22 @@ func (a *App) collect(ch chan<- prometheus.Metric, cache *exposition.Cache) {
 			}
 		}
 		if !r.known || r.gone {
+			if r.cached {
+				cache.Delete(name, id)
+				r.cached = false
+			}
 			continue
 		}
 		if i := slices.Index(client.Statuses, r.run.Status); i >= 0 {
 			byStatus[i]++
 		}
-		ids = append(ids, id)
+		if cache != nil {
+			a.setCached(cache, id, r)
+		} else {
+			ids = append(ids, id)
+		}
 	}
-	if cache != nil {
-		a.syncCache(cache, ids)
-	} else {
+	if cache == nil {
 		slices.Sort(ids)
 		e := newRunEmitter(name)
 		for _, id := range ids {
@@ -316,27 +329,14 @@ func (a *App) collect(ch chan<- prometheus.Metric, cache *exposition.Cache) {
 	}
 }
 
-// syncCache sets every exposed run (ids) in the cache and deletes the runs
-// no longer exposed. Unchanged runs cost a comparison. Call with a.mu held.
-func (a *App) syncCache(cache *exposition.Cache, ids []string) {
-	if a.cached == nil {
-		a.cached = make(map[string]uint32, len(ids))
-	}
-	a.cacheEpoch++
-	for _, id := range ids {
-		tr := a.store.runs[id]
-		r, offset := &tr.run, a.offsetOf(tr)
-		cache.Set(exposition.RunValues{App: a.name, WorkflowID: r.WorkflowID, RunID: id, Status: string(r.Status),
-			Tokens: r.TotalTokens, Steps: r.TotalSteps, Elapsed: r.Elapsed,
-			Created: shift(r.CreatedAt, offset), Finished: shift(r.FinishedAt, offset)})
-		a.cached[id] = a.cacheEpoch
-	}
-	for id, epoch := range a.cached {
-		if epoch != a.cacheEpoch {
-			cache.Delete(a.name, id)
-			delete(a.cached, id)
-		}
-	}
+// setCached puts an exposed run in the cache; an unchanged run costs a
+// comparison. Call with a.mu held.
+func (a *App) setCached(cache *exposition.Cache, id string, tr *trackedRun) {
+	r, offset := &tr.run, a.offsetOf(tr)
+	cache.Set(exposition.RunValues{App: a.name, WorkflowID: r.WorkflowID, RunID: id, Status: string(r.Status),
+		Tokens: r.TotalTokens, Steps: r.TotalSteps, Elapsed: r.Elapsed,
+		Created: shift(r.CreatedAt, offset), Finished: shift(r.FinishedAt, offset)})
+	tr.cached = true
 }
 
 // offsetOf is the correction of a run's times. Call with a.mu held.

@@ -204,7 +204,7 @@ func (a *App) plan(now time.Time, discovery bool, caps capabilities) plan {
 			asked[r.version] = true
 		}
 		in.runs = append(in.runs, candidate{id: id, known: r.known, inLogs: r.loggedAt != 0, loggedAt: r.loggedAt,
-			refreshedAt: r.refreshedAt, recheckAt: r.recheckAt})
+			refreshedAt: r.refreshedAt.Time(), recheckAt: r.recheckAt.Time()})
 	}
 	// Runs the cap left untracked are refreshed too, to count their
 	// finish: by the logs, or by a detail call where that is cheaper.
@@ -248,7 +248,7 @@ func (a *App) afterLogs(p plan, gen uint64, unfinishedConfirmed bool) []string {
 		now := a.now()
 		for id, r := range a.store.runs {
 			if r.known && r.unfinished() && r.freshAt != gen && !planned[id] {
-				r.refreshedAt, r.stale, r.freshAt = now, false, gen
+				r.refreshedAt, r.stale, r.freshAt = instantOf(now), false, gen
 			}
 		}
 	}
@@ -277,7 +277,7 @@ func (a *App) publish(st *refreshState, gen uint64, provisional bool) {
 			a.stale++
 		}
 		if r.known && r.unfinished() && !r.refreshedAt.IsZero() {
-			a.oldest = max(a.oldest, now.Sub(r.refreshedAt))
+			a.oldest = max(a.oldest, now.Sub(r.refreshedAt.Time()))
 		}
 	}
 	if provisional {
@@ -383,7 +383,7 @@ func (a *App) apply(id string, run client.Run, err error, gen uint64, caps capab
 	a.update(id, r, run, gen)
 	r.utcTimes = caps.utcDetail
 	if caps.vis == logsAtFinish && !run.Status.Terminal() {
-		r.recheckAt = a.now().Add(nextRecheck(r.rechecks))
+		r.recheckAt = instantOf(a.now().Add(nextRecheck(r.rechecks)))
 		r.rechecks = min(r.rechecks+1, 8)
 	}
 }
@@ -430,7 +430,7 @@ func (a *App) update(id string, r *trackedRun, run client.Run, gen uint64) {
 	r.known = run.WorkflowID != "" || r.known
 	r.stale = false
 	r.freshAt = gen
-	r.refreshedAt = a.now()
+	r.refreshedAt = instantOf(a.now())
 	a.store.verified(r)
 	if !run.Status.Known() && prev != run.Status {
 		a.counters.runErrors.WithLabelValues(a.name, "unknown_status").Inc()

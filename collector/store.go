@@ -59,7 +59,7 @@ type trackedRun struct {
 	freshAt uint64
 	// terminalSince is the exporter's clock when it first saw the run
 	// terminal; retention counts from it.
-	terminalSince time.Time
+	terminalSince instant
 	// loggedAt is the run's log row time (Unix ns), 0 if not discovered.
 	loggedAt int64
 	// version is the workflow version the logs gave, which maps to the
@@ -73,20 +73,43 @@ type trackedRun struct {
 	// rechecks counts detail checks of a run that a logs-at-finish
 	// release's logs say has not finished; recheckAt is the next one.
 	rechecks  uint8
-	recheckAt time.Time
+	recheckAt instant
 	// refreshedAt is the exporter's time of the run's last good data.
-	refreshedAt time.Time
+	refreshedAt instant
 	// addedGen is the refresh that added the run: a refresh never
 	// evicts a run it added itself (it reads the newest rows first).
 	addedGen uint64
 	// utcTimes marks times read from a detail answer that a time zone
 	// does not shift (RFC-822 strings, before Dify 1.2.0).
 	utcTimes bool
+	// cached is set while the run is in the run cache (see Collect).
+	cached bool
 }
 
 // unfinished reports whether the run still needs refreshing.
 func (r *trackedRun) unfinished() bool {
 	return !r.gone && (!r.known || !r.run.Status.Terminal())
+}
+
+// instant is a time in 8 bytes (Unix ns, 0 for none), for the per-run
+// fields: memory per run is a goal.
+type instant int64
+
+func instantOf(t time.Time) instant {
+	if t.IsZero() {
+		return 0
+	}
+	return instant(t.UnixNano())
+}
+
+func (i instant) IsZero() bool { return i == 0 }
+
+// Time is the instant as a time.Time, zero for none.
+func (i instant) Time() time.Time {
+	if i == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(i))
 }
 
 // store holds an app's tracked runs. It is not safe for concurrent use:
@@ -111,6 +134,8 @@ type store struct {
 	pending map[string]int64
 	// nUnverified counts registered runs Dify has not confirmed yet.
 	nUnverified int
+	// uncache lists deleted runs that the run cache still holds.
+	uncache []string
 }
 
 func newStore(max int, shard shardFilter) *store {
@@ -248,6 +273,9 @@ func (s *store) delete(id string) {
 	if r.unverified {
 		s.nUnverified--
 	}
+	if r.cached {
+		s.uncache = append(s.uncache, id)
+	}
 	if r.loggedAt != 0 {
 		s.remember(id, r.loggedAt, r.countable && !r.run.Status.Terminal() && !r.gone)
 	}
@@ -284,7 +312,7 @@ func (s *store) markTerminal(id string, r *trackedRun, now time.Time) {
 	if !r.terminalSince.IsZero() {
 		return
 	}
-	r.terminalSince = now
+	r.terminalSince = instantOf(now)
 	if cappedOnly(r.sources) {
 		s.finished = append(s.finished, id)
 	}
@@ -367,7 +395,7 @@ func (s *store) expire(now time.Time, retention time.Duration) {
 		if !ok || !cappedOnly(r.sources) || r.terminalSince.IsZero() || queued[id] {
 			continue
 		}
-		if now.Sub(r.terminalSince) >= retention {
+		if now.Sub(r.terminalSince.Time()) >= retention {
 			s.delete(id)
 			continue
 		}

@@ -48,6 +48,7 @@ func main() {
 	neverReaders := flag.Int("never-readers", 20, "clients asking for /metrics and never reading it")
 	maxConns := flag.Int("max-connections", 6000, "the exporter's --web.max-connections")
 	scrapeTimeout := flag.Duration("scrape-timeout", 10*time.Second, "the scrape timeout sent, and the bound of an on-time scrape")
+	prefill := flag.Int("prefill", 0, "finished runs logged over the last 50 minutes before the exporter starts (with -runs-per-step=0: a steady exporter of that many finished runs)")
 	flag.Parse()
 	raiseFileLimit()
 
@@ -67,17 +68,28 @@ func main() {
 	srv := difytest.NewServer()
 	defer srv.Close()
 	srv.AddApp(key, difytest.App{Name: "Soak", Mode: "workflow"})
+	for i := range *prefill {
+		at := time.Now().Add(-50 * time.Minute).Add(time.Duration(i) * 50 * time.Minute / time.Duration(*prefill))
+		srv.PutRun(key, difytest.Run{Status: "succeeded", CreatedAt: at, FinishedAt: at.Add(time.Second),
+			TotalTokens: 100 + i%1000, TotalSteps: 3, ElapsedTime: 1})
+	}
 	sim := difytest.NewSimulator(srv, difytest.SimConfig{Key: key, NewRuns: *runsPerStep, Seed: 1, Retain: 20000})
-	sim.Start(context.Background(), *step)
-	defer sim.Stop()
+	if *runsPerStep > 0 {
+		sim.Start(context.Background(), *step)
+		defer sim.Stop()
+	}
 
 	keyFile := filepath.Join(dir, "key")
 	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
 		log.Fatal(err)
 	}
 	addr := freeAddr()
+	lookback := 5 * time.Minute
+	if *prefill > 0 {
+		lookback = time.Hour
+	}
 	cmd := exec.Command(bin, "--dify.url="+srv.URL(), "--dify.api-key-file="+keyFile, "--dify.app-name=soak",
-		"--discovery.workflow-logs", "--discovery.lookback=5m", "--runs.max="+fmt.Sprint(*maxRuns),
+		"--discovery.workflow-logs", "--discovery.lookback="+lookback.String(), "--runs.max="+fmt.Sprint(*maxRuns),
 		"--runs.retention="+retention.String(), "--web.listen-address="+addr, "--log.level=warn",
 		"--web.enable-registration", "--web.max-connections="+fmt.Sprint(*maxConns))
 	cmd.Stderr = os.Stderr
