@@ -57,7 +57,6 @@ type logsPass struct {
 	// query's total then.
 	stopped, total int
 	rows           []int64 // served row times read, for the planner's index
-	oldest         time.Time
 }
 
 // readLogs reads this refresh's windows: the new rows (extended down to
@@ -91,16 +90,13 @@ func (a *App) readLogs(ctx context.Context, cfg AppConfig, gen uint64, st *refre
 	if len(pass.rows) > 0 {
 		a.rows.replaceFrom(pass.rows[0], pass.rows)
 	}
-	// Rows older than every window's countFrom are not new whatever
-	// they are: no need to remember them one by one.
-	forgetBefore := a.logs.newest.Add(-2 * logsOverlap)
+	// An untracked row older than every window's countFrom is not new
+	// whatever it is: no need to remember it one by one.
+	forgetBefore := main.countFrom
 	if a.logs.backlog != nil && a.logs.backlog.countFrom.Before(forgetBefore) {
-		forgetBefore = a.logs.backlog.countFrom.Add(-logsOverlap)
+		forgetBefore = a.logs.backlog.countFrom
 	}
-	if main.countFrom.Before(forgetBefore) {
-		forgetBefore = main.countFrom.Add(-logsOverlap)
-	}
-	a.store.forget(forgetBefore.UnixNano())
+	a.store.forget(forgetBefore.Add(-logsOverlap).UnixNano())
 	switch {
 	case pass.complete:
 		a.logs.watermark, a.logs.once = start, true
