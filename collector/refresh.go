@@ -119,7 +119,7 @@ func (a *App) refresh(ctx context.Context) {
 	a.mu.Unlock()
 	// Something must prove the key works each refresh: when neither the
 	// logs nor any run are asked for, /info is.
-	if !needInfo && !discovery && len(toFetch) == 0 {
+	if !needInfo && !discovery && len(toFetch) == 0 && !st.failed() {
 		a.fetchInfo(ctx, cfg, st)
 	}
 	if st.failed() {
