@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/dify-exporter/dify_exporter/client"
@@ -527,5 +528,41 @@ func TestNoLogsAPIBefore082(t *testing.T) {
 	}
 	if note := f.exp.App("translator").Status().Note; !strings.Contains(note, "no workflow logs API") {
 		t.Errorf("note = %q", note)
+	}
+}
+
+// A first refresh that fails says there is nothing to serve, not that it
+// serves last good values.
+func TestFirstFailureSaysNoValuesYet(t *testing.T) {
+	var buf syncBuffer
+	id := runID(1)
+	f := newFixture(t, withRuns(id))
+	cfg := f.exp.App("translator").cfg
+	f.exp = New([]AppConfig{cfg}, WithClock(f.now), WithLogger(log.NewLogfmtLogger(&buf)))
+	f.srv.RevokeKey(testKey)
+	f.refresh(t)
+	if out := buf.String(); !strings.Contains(out, "no values to serve yet") || strings.Contains(out, "serving last good values") {
+		t.Errorf("first failure logged as:\n%s", out)
+	}
+}
+
+// Scrapes within the minimum interval of a complete refresh reuse it; a
+// later one refreshes.
+func TestMinIntervalReusesARecentRefresh(t *testing.T) {
+	id := runID(1)
+	f := newFixture(t, withRuns(id))
+	putPaused(f, id)
+	f.exp = New([]AppConfig{f.exp.App("translator").cfg}, WithClock(f.now), WithMinInterval(5*time.Second))
+	f.refresh(t)
+	f.srv.ResetRequests()
+	f.advance(3 * time.Second)
+	f.refresh(t) // an HA partner's scrape, 3 s later
+	if got := f.srv.Requests(difytest.EndpointRun); got != 0 {
+		t.Errorf("detail calls 3 s after a refresh = %d, want 0", got)
+	}
+	f.advance(3 * time.Second)
+	f.refresh(t)
+	if got := f.srv.Requests(difytest.EndpointRun); got != 1 {
+		t.Errorf("detail calls 6 s after = %d, want 1", got)
 	}
 }
