@@ -220,17 +220,6 @@ func (s *store) isForgotten(id string) bool {
 	return ok
 }
 
-// oldestPending is the log time of the oldest pending run, 0 if none.
-func (s *store) oldestPending() int64 {
-	var oldest int64
-	for _, at := range s.pending {
-		if oldest == 0 || at < oldest {
-			oldest = at
-		}
-	}
-	return oldest
-}
-
 // removeSource stops tracking id from src; the run goes when no source is
 // left.
 func (s *store) removeSource(id string, src Source) {
