@@ -189,19 +189,10 @@ func (a *App) plan(now time.Time, discovery bool, caps capabilities) plan {
 	if a.logs.watermark.IsZero() {
 		in.windowFrom = 0
 	}
-	asked := make(map[string]bool)
+	firstOfVersion := versionAsker()
 	for id, r := range a.store.runs {
-		if !r.unfinished() {
+		if !r.unfinished() || !firstOfVersion(r) {
 			continue
-		}
-		// Of discovered runs waiting for their version's workflow ID,
-		// one detail call per version is enough: resolveVersions
-		// completes the others.
-		if !r.known && r.version != "" {
-			if asked[r.version] {
-				continue
-			}
-			asked[r.version] = true
 		}
 		in.runs = append(in.runs, candidate{id: id, known: r.known, inLogs: r.loggedAt != 0, loggedAt: r.loggedAt,
 			refreshedAt: r.refreshedAt.Time(), recheckAt: r.recheckAt.Time()})
@@ -212,6 +203,24 @@ func (a *App) plan(now time.Time, discovery bool, caps capabilities) plan {
 		in.runs = append(in.runs, candidate{id: id, known: true, inLogs: true, loggedAt: at})
 	}
 	return makePlan(in)
+}
+
+// versionAsker reports, run by run, whether a detail call is worth it for
+// the run's workflow version: of the discovered runs waiting for their
+// version's workflow ID, one call per version is enough (resolveVersions
+// completes the others). Runs that are known or have no version always are.
+func versionAsker() func(*trackedRun) bool {
+	asked := make(map[string]bool)
+	return func(r *trackedRun) bool {
+		if r.known || r.version == "" {
+			return true
+		}
+		if asked[r.version] {
+			return false
+		}
+		asked[r.version] = true
+		return true
+	}
 }
 
 // afterLogs lists the detail calls left once the logs are read: the
@@ -229,16 +238,15 @@ func (a *App) afterLogs(p plan, gen uint64, unfinishedConfirmed bool) []string {
 			ids = append(ids, id)
 		}
 	}
-	asked := make(map[string]bool)
-	for id, r := range a.store.runs {
-		if r.known || r.gone || r.addedGen != gen || planned[id] {
-			continue
+	firstOfVersion := versionAsker()
+	for _, id := range p.detail {
+		if r, ok := a.store.runs[id]; ok {
+			firstOfVersion(r) // the planner's already ask for their versions
 		}
-		if r.version != "" {
-			if asked[r.version] {
-				continue
-			}
-			asked[r.version] = true
+	}
+	for id, r := range a.store.runs {
+		if r.known || r.gone || r.addedGen != gen || planned[id] || !firstOfVersion(r) {
+			continue
 		}
 		ids = append(ids, id)
 	}
