@@ -213,9 +213,22 @@ func TestUnknownStatusSetsAllZeroAndIsCounted(t *testing.T) {
 // these labels (a subset), failing the test if there is none.
 func value(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := g.Gather()
+	v, ok, err := lookup(g, name, labels)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !ok {
+		t.Fatalf("no series %s%v", name, labels)
+	}
+	return v
+}
+
+// lookup is the value of the first series of name with labels (a
+// histogram's sample count); ok is false when there is none.
+func lookup(g prometheus.Gatherer, name string, labels map[string]string) (v float64, ok bool, err error) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0, false, err
 	}
 	for _, mf := range mfs {
 		if mf.GetName() != name {
@@ -234,16 +247,15 @@ func value(t *testing.T, g prometheus.Gatherer, name string, labels map[string]s
 			}
 			switch {
 			case m.Gauge != nil:
-				return m.GetGauge().GetValue()
+				return m.GetGauge().GetValue(), true, nil
 			case m.Counter != nil:
-				return m.GetCounter().GetValue()
+				return m.GetCounter().GetValue(), true, nil
 			case m.Histogram != nil:
-				return float64(m.GetHistogram().GetSampleCount())
+				return float64(m.GetHistogram().GetSampleCount()), true, nil
 			}
 		}
 	}
-	t.Fatalf("no series %s%v", name, labels)
-	return 0
+	return 0, false, nil
 }
 
 func TestTerminalRunFetchedOnceRunningEveryScrape(t *testing.T) {

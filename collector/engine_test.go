@@ -25,45 +25,11 @@ func withVersion(f *fixture, v string) *fixture {
 // status is the exposed status of a run, "" if it has no series.
 func status(f *fixture, id string) string {
 	for _, s := range statusLabels {
-		if got, ok := lookup(f, "dify_workflow_run_status", map[string]string{"run_id": id, "status": s}); ok && got == 1 {
+		if got, ok, _ := lookup(f.reg, "dify_workflow_run_status", map[string]string{"run_id": id, "status": s}); ok && got == 1 {
 			return s
 		}
 	}
 	return ""
-}
-
-// lookup is value without failing when the series is absent.
-func lookup(f *fixture, name string, labels map[string]string) (float64, bool) {
-	mfs, err := f.reg.Gather()
-	if err != nil {
-		return 0, false
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for k, v := range labels {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == k && lp.GetValue() == v {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			switch {
-			case m.Gauge != nil:
-				return m.GetGauge().GetValue(), true
-			case m.Counter != nil:
-				return m.GetCounter().GetValue(), true
-			}
-		}
-	}
-	return 0, false
 }
 
 // What discovery sees of a running run depends on when the release writes
@@ -95,7 +61,7 @@ func TestRunningRunsPerRelease(t *testing.T) {
 			if st := f.exp.App("translator").Status(); st.ServerVersion != tc.version {
 				t.Errorf("server version = %q, want %q", st.ServerVersion, tc.version)
 			}
-			if got, _ := lookup(f, "dify_server_info", map[string]string{"version": tc.version}); got != 1 {
+			if got, _, _ := lookup(f.reg, "dify_server_info", map[string]string{"version": tc.version}); got != 1 {
 				t.Errorf("dify_server_info{version=%q} = %v, want 1", tc.version, got)
 			}
 			r, _ := f.srv.Run(testKey, id)
