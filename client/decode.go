@@ -29,8 +29,8 @@ func (w *wireRun) toRun() Run {
 		TotalSteps:  w.TotalSteps.count(),
 		TotalTokens: w.TotalTokens.count(),
 		Elapsed:     w.ElapsedTime.seconds(),
-		CreatedAt:   time.Time(w.CreatedAt),
-		FinishedAt:  time.Time(w.FinishedAt),
+		CreatedAt:   plausibleOrZero(time.Time(w.CreatedAt)),
+		FinishedAt:  plausibleOrZero(time.Time(w.FinishedAt)),
 	}
 	if w.ID != nil {
 		r.ID = *w.ID
@@ -173,8 +173,9 @@ func (t *flexTime) UnmarshalJSON(b []byte) error {
 }
 
 func (t *flexTime) setUnix(f float64) error {
-	// Reject values no real run has, rather than overflow time.Time.
-	if math.IsNaN(f) || f < 0 || f > 1e11 {
+	// Reject values no clock gives, rather than overflow time.Time; those
+	// a broken clock does give are kept, for PlausibleTime to judge.
+	if math.IsNaN(f) || f < -1e11 || f > 1e11 {
 		return fmt.Errorf("timestamp %v out of range", f)
 	}
 	sec, frac := math.Modf(f)

@@ -60,7 +60,7 @@ func TestDecodeNullsAndOddValues(t *testing.T) {
 
 	bad := []struct{ name, body, want string }{
 		{"timestamp garbage", `{"created_at":"yesterday"}`, "unrecognised timestamp"},
-		{"negative timestamp", `{"created_at":-5}`, "out of range"},
+		{"timestamp past any clock", `{"created_at":-1e12}`, "out of range"},
 		{"huge timestamp", `{"finished_at":1e300}`, "out of range"},
 		{"tokens not a number", `{"total_tokens":"many"}`, "not a number"},
 		{"tokens an object", `{"total_tokens":{}}`, "not a number"},
@@ -73,6 +73,35 @@ func TestDecodeNullsAndOddValues(t *testing.T) {
 				t.Errorf("err = %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// Times a broken clock can serve decode, but a run's own are served as
+// zero unless Dify could have written them; nothing reaches nanoseconds
+// out of range.
+func TestImplausibleRunTimes(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want time.Time
+	}{
+		{`{"created_at":1705407629}`, time.Unix(1705407629, 0).UTC()},
+		{`{"created_at":0}`, time.Time{}},
+		{`{"created_at":-86400}`, time.Time{}},
+		{`{"created_at":946684799}`, time.Time{}},                     // 1999-12-31T23:59:59Z
+		{`{"created_at":946684800}`, time.Unix(946684800, 0).UTC()},   // 2000-01-01
+		{`{"created_at":9999999999}`, time.Time{}},                    // 2286
+		{`{"created_at":9214646399}`, time.Unix(9214646399, 0).UTC()}, // 2261-12-31T23:59:59Z
+	} {
+		var w wireRun
+		if err := json.Unmarshal([]byte(tc.body), &w); err != nil {
+			t.Fatalf("%s: %v", tc.body, err)
+		}
+		if got := w.toRun().CreatedAt; !got.Equal(tc.want) {
+			t.Errorf("%s: created %v, want %v", tc.body, got, tc.want)
+		}
+		if PlausibleTime(time.Time(w.CreatedAt)) != !tc.want.IsZero() {
+			t.Errorf("%s: PlausibleTime = %v", tc.body, !tc.want.IsZero())
+		}
 	}
 }
 

@@ -228,7 +228,7 @@ func TestWorkflowLogsHostilePages(t *testing.T) {
 			body: logsBody(3, func(i int) string {
 				switch i {
 				case 0:
-					return strings.Replace(good(i), `"created_at":1705407629},`, `"created_at":-1},`, 1)
+					return strings.Replace(good(i), `"created_at":1705407629},`, `"created_at":"yesterday"},`, 1)
 				case 2:
 					return strings.Replace(good(i), `"total_tokens":1`, `"total_tokens":"lots"`, 1)
 				}

@@ -61,6 +61,27 @@ type Run struct {
 	FinishedAt time.Time
 }
 
+// Times a Dify could really have written: none before 2000, and none
+// past what Unix nanoseconds hold (year 2262).
+var (
+	minPlausible = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxPlausible = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// PlausibleTime reports whether t could be a time Dify wrote: a clock
+// glitch or a restored backup can serve 0, negative or far-future values,
+// which must not be converted to nanoseconds or believed.
+func PlausibleTime(t time.Time) bool {
+	return !t.Before(minPlausible) && t.Before(maxPlausible)
+}
+
+func plausibleOrZero(t time.Time) time.Time {
+	if PlausibleTime(t) {
+		return t
+	}
+	return time.Time{}
+}
+
 // AppInfo is the answer of GET /v1/info.
 type AppInfo struct {
 	Name string
@@ -78,7 +99,10 @@ func (a AppInfo) WorkflowMode() bool {
 type LogEntry struct {
 	Run     Run
 	Version string
-	// LoggedAt is the log row's created_at, the field the API filters on.
+	// LoggedAt is the log row's created_at, the field the API filters on,
+	// as served: it follows the database session's zone, not the run's
+	// times, and may be implausible (see PlausibleTime). A run's own times
+	// out of that range are served as zero.
 	LoggedAt time.Time
 }
 

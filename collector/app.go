@@ -37,8 +37,9 @@ type AppConfig struct {
 	Concurrency int
 	// Shard and TotalShards select this replica's share of the runs.
 	Shard, TotalShards int
-	// TimeOffset, when FixedTimeOffset is set, is added to every time
-	// Dify serves instead of a measured offset (see timeoffset.go).
+	// TimeOffset, when FixedTimeOffset is set, is added to the runs' times
+	// instead of the measured correction of Dify's host clock (0: never
+	// correct); see clocks.go.
 	TimeOffset      time.Duration
 	FixedTimeOffset bool
 	// Fingerprint identifies the app's connection settings; an app whose
@@ -81,7 +82,10 @@ type App struct {
 	info     client.AppInfo
 	infoAt   time.Time
 	server   serverState
-	tz       offsetEstimator
+	clocks   clockState
+	// badRows holds the log rows counted as dated unbelievably (by run
+	// ID), so that a row read again is not counted again.
+	badRows map[string]struct{}
 	up       bool
 	lastErr  string
 	lastDur  time.Duration
@@ -95,10 +99,7 @@ type serverState struct {
 	version string
 	release release
 	at      time.Time // when the version was last read
-	// skew is Dify's clock minus the exporter's, from Date headers.
-	skew      time.Duration
-	skewKnown bool
-	note      string // what the release hides from discovery
+	note    string    // what the release hides from discovery
 }
 
 // withDefaults fills in what a config left zero.
@@ -127,7 +128,8 @@ func newApp(cfg AppConfig, c *counters, now func() time.Time, logger log.Logger)
 		versions: make(map[string]string),
 		names:    make(map[string]string),
 		rows:     rowIndex{max: maxIndexedRows},
-		tz:       newOffsetEstimator(!cfg.FixedTimeOffset, cfg.TimeOffset),
+		clocks:   newClockState(cfg),
+		badRows:  make(map[string]struct{}),
 	}
 	a.SetRunIDs(SourceStatic, cfg.RunIDs)
 	c.initApp(cfg.Name)
@@ -156,7 +158,7 @@ func (a *App) reconfigure(c AppConfig) {
 		}
 	}
 	if c.FixedTimeOffset != old.FixedTimeOffset || c.TimeOffset != old.TimeOffset {
-		a.tz = newOffsetEstimator(!c.FixedTimeOffset, c.TimeOffset)
+		a.clocks = newClockState(c)
 	}
 	if c.Discovery && !old.Discovery {
 		a.logs.restart() // read back the lookback again
@@ -220,8 +222,9 @@ type Status struct {
 	ServerVersion string
 	// Note says what the release hides from discovery, if anything.
 	Note string
-	// TimeOffset is the correction applied to Dify's times; TimeOffsetNote
-	// explains a non-zero one.
+	// TimeOffset is the correction added to the runs' times; TimeOffsetNote
+	// says what Dify's clocks show when something is off (its host clock,
+	// its log rows' dates), and what is corrected.
 	TimeOffset     time.Duration
 	TimeOffsetNote string
 	// Refreshed is false until the first refresh ends.
@@ -237,7 +240,7 @@ func (a *App) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return Status{Name: a.name, Mode: a.info.Mode, ServerVersion: a.server.version, Note: a.server.note,
-		TimeOffset: a.timeOffset(), TimeOffsetNote: a.timeOffsetNote(),
+		TimeOffset: a.clocks.correction(), TimeOffsetNote: a.clocks.clockNote(),
 		Refreshed: a.refreshd, Up: a.up, LastError: a.lastErr,
 		Tracked: len(a.store.runs), Stale: a.stale}
 }

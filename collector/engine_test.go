@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/go-kit/log"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/dify-exporter/dify_exporter/client"
 	"github.com/dify-exporter/dify_exporter/client/difytest"
@@ -126,91 +125,6 @@ func TestCountersExactUnderLoad(t *testing.T) {
 				t.Errorf("tracked = %d, over the cap", st.Tracked)
 			}
 		})
-	}
-}
-
-// A Dify host whose clock is 5 h behind still has its runs discovered: the
-// lookback is measured on Dify's clock (its Date header), and exported
-// times are corrected onto the exporter's.
-func TestDifyClockBehind(t *testing.T) {
-	f := newFixture(t, withDiscovery(1000))
-	behind := func() time.Time { return f.now().Add(-5 * time.Hour) }
-	f.srv.SetClock(behind)
-	ids := putLoggedRuns(f.srv, behind(), 3, "succeeded")
-	f.refresh(t)
-	if n := testutil.CollectAndCount(f.exp, "dify_workflow_run_tokens"); n != 3 {
-		t.Fatalf("runs exposed = %d, want the 3 logged in the last hour of Dify's clock", n)
-	}
-	for range offsetAgreement {
-		f.advance(15 * time.Second)
-		f.srv.PutRun(testKey, difytest.Run{ID: difytest.NewRunID(), WorkflowID: wfID, Status: "running", CreatedAt: behind()})
-		f.refresh(t)
-	}
-	got := value(t, f.reg, "dify_workflow_run_created_timestamp_seconds", map[string]string{"run_id": ids[0]})
-	r, _ := f.srv.Run(testKey, ids[0])
-	trueCreated := r.CreatedAt.Add(5 * time.Hour) // on the exporter's clock
-	if d := math.Abs(got - float64(trueCreated.Unix())); d > 60 {
-		t.Errorf("created = %v, want %v within a minute (off by %vs)", got, trueCreated.Unix(), d)
-	}
-	if off := value(t, f.reg, "dify_exporter_dify_time_offset_seconds", nil); off != (5 * time.Hour).Seconds() {
-		t.Errorf("time offset = %v, want 18000", off)
-	}
-	if note := f.exp.App("translator").Status().TimeOffsetNote; !strings.Contains(note, "host clock") {
-		t.Errorf("note = %q, want the host clock named", note)
-	}
-}
-
-// Dify's API container in another time zone serves every time shifted,
-// while the logs filter stays in true UTC: runs are all discovered, the
-// exported times are right once the offset is measured, the offset is
-// exposed, and the window costs no more pages than in UTC.
-func TestDifyTimeZone(t *testing.T) {
-	for _, zone := range []time.Duration{8 * time.Hour, -5 * time.Hour, 5*time.Hour + 45*time.Minute, 0} {
-		t.Run(zone.String(), func(t *testing.T) {
-			f := newFixture(t, withDiscovery(1000))
-			f.srv.SetTimeZone(zone)
-			old := putLoggedRuns(f.srv, f.now(), 3, "succeeded")
-			f.refresh(t)
-			if n := testutil.CollectAndCount(f.exp, "dify_workflow_run_tokens"); n != 3 {
-				t.Fatalf("runs exposed = %d, want 3", n)
-			}
-			f.srv.ResetRequests()
-			var fresh string
-			for i := range offsetAgreement + 2 {
-				f.advance(15 * time.Second)
-				fresh = difytest.NewRunID()
-				f.srv.PutRun(testKey, difytest.Run{ID: fresh, WorkflowID: wfID, Status: "running", CreatedAt: f.now().Add(-2 * time.Second)})
-				f.refresh(t)
-				if got := f.srv.Requests(difytest.EndpointLogs); got != i+1 {
-					t.Fatalf("refresh %d: %d log pages in all, want one a refresh", i, got)
-				}
-			}
-			for _, id := range []string{old[0], fresh} {
-				r, _ := f.srv.Run(testKey, id)
-				got := value(t, f.reg, "dify_workflow_run_created_timestamp_seconds", map[string]string{"run_id": id})
-				if d := math.Abs(got - float64(r.CreatedAt.Unix())); d > 60 {
-					t.Errorf("run %s: created = %v, want %v within a minute", id, got, r.CreatedAt.Unix())
-				}
-			}
-			if off := value(t, f.reg, "dify_exporter_dify_time_offset_seconds", nil); off != zone.Seconds() {
-				t.Errorf("time offset = %v, want %v", off, zone.Seconds())
-			}
-			note := f.exp.App("translator").Status().TimeOffsetNote
-			if (zone != 0) != strings.Contains(note, "TZ=UTC") || zone == 0 && note != "" {
-				t.Errorf("note = %q for zone %v", note, zone)
-			}
-		})
-	}
-}
-
-// A fixed --dify.time-offset is applied as given, nothing measured.
-func TestFixedTimeOffset(t *testing.T) {
-	id := runID(1)
-	f := newFixture(t, func(c *AppConfig) { c.RunIDs, c.TimeOffset, c.FixedTimeOffset = []string{id}, -time.Hour, true })
-	f.srv.PutRun(testKey, finishedRun(id, "succeeded"))
-	f.refresh(t)
-	if got := value(t, f.reg, "dify_workflow_run_created_timestamp_seconds", nil); got != float64(t0.Add(-time.Hour).Unix()) {
-		t.Errorf("created = %v, want an hour before %v", got, t0.Unix())
 	}
 }
 
@@ -439,36 +353,6 @@ func refreshCounting(f *fixture, deadline time.Duration, counts map[string]int) 
 		if r.freshAt == a.gen {
 			counts[id]++
 		}
-	}
-}
-
-// Before 1.2.0 the run detail's times are RFC-822 strings, which a time
-// zone does not shift: only the logs' int times are corrected.
-func TestTimeZoneSparesRFC822Times(t *testing.T) {
-	listed := runID(1)
-	f := withVersion(newFixture(t, func(c *AppConfig) {
-		withDiscovery(1000)(c)
-		c.RunIDs = []string{listed}
-	}), "1.1.3")
-	f.srv.SetTimeZone(8 * time.Hour)
-	f.srv.PutRun(testKey, finishedRun(listed, "failed"))
-	f.refresh(t)
-	var logged string
-	for range offsetAgreement + 1 {
-		f.advance(15 * time.Second)
-		logged = difytest.NewRunID()
-		f.srv.PutRun(testKey, difytest.Run{ID: logged, WorkflowID: wfID, Status: "succeeded", CreatedAt: f.now().Add(-3 * time.Second), FinishedAt: f.now().Add(-time.Second)})
-		f.refresh(t)
-	}
-	if off := value(t, f.reg, "dify_exporter_dify_time_offset_seconds", nil); off != 8*3600 {
-		t.Fatalf("offset = %v, want 28800", off)
-	}
-	if got := value(t, f.reg, "dify_workflow_run_created_timestamp_seconds", map[string]string{"run_id": listed}); got != float64(t0.Unix()) {
-		t.Errorf("listed run (RFC-822 detail): created = %v, want %v uncorrected", got, t0.Unix())
-	}
-	r, _ := f.srv.Run(testKey, logged)
-	if got := value(t, f.reg, "dify_workflow_run_finished_timestamp_seconds", map[string]string{"run_id": logged}); got != float64(r.FinishedAt.Unix()) {
-		t.Errorf("logged run (int times): finished = %v, want %v corrected", got, r.FinishedAt.Unix())
 	}
 }
 

@@ -246,7 +246,7 @@ func (e *Exporter) refreshApps(ctx context.Context) {
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{runTokensDesc, runStepsDesc, runElapsedDesc, runStatusDesc,
 		runCreatedDesc, runFinishedDesc, upDesc, appInfoDesc, serverInfoDesc, runsDesc, scrapeDurationDesc,
-		trackedRunsDesc, staleRunsDesc, refreshAgeDesc, timeOffsetDesc} {
+		trackedRunsDesc, staleRunsDesc, refreshAgeDesc, timeOffsetDesc, clockSkewDesc, rowsOffsetDesc} {
 		ch <- d
 	}
 	for _, c := range e.counters.collectors() {
@@ -279,7 +279,13 @@ func (a *App) collect(ch chan<- prometheus.Metric, cache *exposition.Cache) {
 	ch <- prometheus.MustNewConstMetric(scrapeDurationDesc, prometheus.GaugeValue, a.lastDur.Seconds(), name)
 	ch <- prometheus.MustNewConstMetric(staleRunsDesc, prometheus.GaugeValue, float64(a.stale), name)
 	ch <- prometheus.MustNewConstMetric(refreshAgeDesc, prometheus.GaugeValue, a.oldest.Seconds(), name)
-	ch <- prometheus.MustNewConstMetric(timeOffsetDesc, prometheus.GaugeValue, a.timeOffset().Seconds(), name)
+	ch <- prometheus.MustNewConstMetric(timeOffsetDesc, prometheus.GaugeValue, a.clocks.correction().Seconds(), name)
+	if c := &a.clocks; c.skewKnown {
+		ch <- prometheus.MustNewConstMetric(clockSkewDesc, prometheus.GaugeValue, c.skew.Round(time.Second).Seconds(), name)
+	}
+	if c := &a.clocks; c.shown {
+		ch <- prometheus.MustNewConstMetric(rowsOffsetDesc, prometheus.GaugeValue, c.shownRows.Seconds(), name)
+	}
 
 	var byStatus [6]int
 	var bySource [4]int
@@ -340,12 +346,7 @@ func (a *App) setCached(cache *exposition.Cache, id string, tr *trackedRun) {
 }
 
 // offsetOf is the correction of a run's times. Call with a.mu held.
-func (a *App) offsetOf(r *trackedRun) time.Duration {
-	if r.utcTimes {
-		return 0
-	}
-	return a.timeOffset()
-}
+func (a *App) offsetOf(*trackedRun) time.Duration { return a.clocks.correction() }
 
 func shift(t time.Time, d time.Duration) time.Time {
 	if t.IsZero() {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/go-kit/log/level"
+
 	"github.com/dify-exporter/dify_exporter/client"
 )
 
@@ -14,40 +16,63 @@ import (
 // pages, so a row may be read twice, never skipped). Every new page is
 // read, however many, until the deadline; a pass cut short leaves a
 // backlog that the next refresh resumes where it stopped.
+//
+// Where a window starts and stops is decided in the rows' own frame (their
+// served created_at), never on the exporter's clock or a Date header: a
+// database session not in UTC dates every row hours off, and whether the
+// created_at__after filter compares in that frame or as a true instant
+// depends on the database. So the filter is only a coarse bound, widened by
+// the rows' measured offset, and paging stops at the first believable row
+// older than the window. A row whose date cannot be believed (see
+// rowJudge) is taken in for its run but never moves the window.
 
 // logCursor is where discovery stands in an app's logs.
 type logCursor struct {
-	// watermark is Dify's time when the last complete read began; the
-	// next window starts there, less the overlap. Zero: read the lookback.
-	watermark time.Time
+	// newest is the newest believable row time read (rows' frame); the
+	// next window starts there, less the overlap.
+	newest time.Time
+	// anchored is set once a read found a believable row; until then each
+	// read is a first look, reaching back the lookback from the newest.
+	anchored bool
 	// once is set after the first read: rows logged later are new to the
 	// exporter.
 	once bool
-	// newest is the newest served row time seen; a window counts rows
-	// newer than this (less the overlap) as new.
-	newest time.Time
+	// readAt is the exporter's time of the last answer to a first page: a
+	// run whose row is newer than newest ran (started, or finished on
+	// releases that log at finish) after it.
+	readAt time.Time
 	// backlog is an older part of a window not read yet.
 	backlog *logWindow
 }
 
 // restart reads the lookback again on the next refresh.
 func (c *logCursor) restart() {
-	c.watermark, c.backlog = time.Time{}, nil
+	c.anchored, c.backlog = false, nil
 }
 
 // logWindow is one query of the logs, from page onwards.
 type logWindow struct {
-	after time.Time // created_at__after, on Dify's clock
-	page  int
+	// after is the created_at__after sent: a coarse bound.
+	after time.Time
+	// from is the window's start in the rows' frame: the first believable
+	// row older than it ends the window. Zero in a first look, until its
+	// first believable row sets it lookback before that row.
+	from     time.Time
+	lookback time.Duration
+	page     int
 	// total is the query's row count when page was reached, to skip the
 	// rows inserted since; -1 when unknown (the pages are then re-read).
 	total int
 	// countFrom: an untracked row served before this is not new.
 	countFrom time.Time
 	firstPass bool
-	// clientCut stops at rows older than after: servers before 1.0.1
-	// ignore the filter.
-	clientCut bool
+	// atFinish: the release writes a row when its run finishes.
+	atFinish bool
+	// arrivals: a row newer than prevNewest is a run that started (or
+	// finished) since prevRead, which dates Dify's host clock.
+	arrivals   bool
+	prevNewest time.Time
+	prevRead   time.Time
 }
 
 // logsPass is the outcome of reading one window.
@@ -56,36 +81,52 @@ type logsPass struct {
 	// stopped is where an incomplete read stopped (next page), with the
 	// query's total then.
 	stopped, total int
-	rows           []int64 // served row times read, for the planner's index
+	rows           []int64 // believable row times read, for the planner's index
+	// from is the window's start once known (a first look finds it).
+	from time.Time
+}
+
+// coarseAfter is the created_at__after for a window starting at from
+// (rows' frame): low enough that any database's comparison returns every
+// row of the window, the rows' offset being what it is.
+func (a *App) coarseAfter(from, now time.Time, lookback time.Duration) time.Time {
+	switch off, ok := a.clocks.rows, a.clocks.rowsKnown; {
+	case from.IsZero():
+		// A first look: rows may be a zone and a clock away.
+		return now.Add(-lookback - 2*maxRowsOffset)
+	case !ok:
+		return from.Add(-maxRowsOffset)
+	default:
+		// PostgreSQL compares an offset-aware value as a true instant:
+		// rows dated late by off are off earlier in truth.
+		return from.Add(-max(off, 0) - time.Minute)
+	}
 }
 
 // readLogs reads this refresh's windows: the new rows (extended down to
-// coverFrom, a served time, so that covered unfinished runs refresh in
-// bulk), then any backlog. It reports whether everything was read.
+// coverFrom, a row time, so that covered unfinished runs refresh in bulk),
+// then any backlog. It reports whether everything was read.
 func (a *App) readLogs(ctx context.Context, cfg AppConfig, gen uint64, st *refreshState, caps capabilities, coverFrom int64) bool {
 	a.mu.Lock()
-	start := a.difyNow(a.now())
-	main := logWindow{after: a.logs.watermark.Add(-logsOverlap), page: 1, total: -1,
-		countFrom: a.logs.newest.Add(-logsOverlap), firstPass: !a.logs.once, clientCut: !caps.filter}
-	if a.logs.watermark.IsZero() {
-		main.after = start.Add(-cfg.Lookback)
-	}
-	if coverFrom != 0 {
-		// Served times are early by the zone offset; the filter compares
-		// in Dify's clock. A served time is truncated to the second, so
-		// the row is at or after it: no overlap is needed for a known row.
-		c := time.Unix(0, coverFrom).Add(a.tz.offset)
-		if c.Before(main.after) {
-			main.after = c
+	now := a.now()
+	main := logWindow{page: 1, total: -1, countFrom: a.logs.newest.Add(-logsOverlap), firstPass: !a.logs.once,
+		atFinish: caps.vis == logsAtFinish, lookback: cfg.Lookback,
+		arrivals: a.logs.once && a.logs.anchored && !a.logs.readAt.IsZero(), prevNewest: a.logs.newest, prevRead: a.logs.readAt}
+	if a.logs.anchored {
+		main.from = a.logs.newest.Add(-logsOverlap)
+		if c := time.Unix(0, coverFrom); coverFrom != 0 && c.Before(main.from) {
+			// A served row time: the row is at or after it, no overlap.
+			main.from = c
 		}
 	}
+	main.after = a.coarseAfter(main.from, now, cfg.Lookback)
 	backlog := a.logs.backlog
-	if backlog != nil && !backlog.after.Before(main.after) {
+	if backlog != nil && !main.from.IsZero() && !backlog.from.Before(main.from) {
 		backlog = nil // the main window reads it all
 	}
 	a.mu.Unlock()
 
-	pass := a.readWindow(ctx, cfg, gen, st, main)
+	pass := a.readWindow(ctx, cfg, gen, st, main, true)
 	a.mu.Lock()
 	if len(pass.rows) > 0 {
 		a.rows.replaceFrom(pass.rows[0], pass.rows)
@@ -96,10 +137,10 @@ func (a *App) readLogs(ctx context.Context, cfg AppConfig, gen uint64, st *refre
 	if a.logs.backlog != nil && a.logs.backlog.countFrom.Before(forgetBefore) {
 		forgetBefore = a.logs.backlog.countFrom
 	}
-	a.store.forget(forgetBefore.Add(-logsOverlap).UnixNano())
+	a.store.forget(nanos(forgetBefore.Add(-logsOverlap)))
 	switch {
 	case pass.complete:
-		a.logs.watermark, a.logs.once = start, true
+		a.logs.once = true
 		if backlog == nil {
 			a.logs.backlog = nil
 		}
@@ -107,11 +148,11 @@ func (a *App) readLogs(ctx context.Context, cfg AppConfig, gen uint64, st *refre
 		// Read the newest part: go on from the new rows next time, and
 		// keep the rest as a backlog (an older backlog merges into it:
 		// the same query from an earlier start holds both).
-		a.logs.watermark, a.logs.once = start, true
+		a.logs.once = true
 		b := main
-		b.page, b.total = pass.stopped, pass.total
+		b.page, b.total, b.from, b.arrivals = pass.stopped, pass.total, pass.from, false
 		if backlog != nil {
-			b.after, b.total, b.countFrom = backlog.after, -1, backlog.countFrom
+			b.after, b.from, b.total, b.countFrom = backlog.after, backlog.from, -1, backlog.countFrom
 			backlog = nil
 		}
 		a.logs.backlog = &b
@@ -127,7 +168,7 @@ func (a *App) readLogs(ctx context.Context, cfg AppConfig, gen uint64, st *refre
 	if ctx.Err() != nil {
 		return false
 	}
-	bp := a.readWindow(ctx, cfg, gen, st, *backlog)
+	bp := a.readWindow(ctx, cfg, gen, st, *backlog, false)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch {
@@ -140,7 +181,7 @@ func (a *App) readLogs(ctx context.Context, cfg AppConfig, gen uint64, st *refre
 }
 
 // readWindow pages through one window until it ends or the deadline.
-func (a *App) readWindow(ctx context.Context, cfg AppConfig, gen uint64, st *refreshState, w logWindow) logsPass {
+func (a *App) readWindow(ctx context.Context, cfg AppConfig, gen uint64, st *refreshState, w logWindow, newest bool) logsPass {
 	var pass logsPass
 	page := w.page
 	adjusted := w.total < 0 || page == 1
@@ -160,7 +201,10 @@ func (a *App) readWindow(ctx context.Context, cfg AppConfig, gen uint64, st *ref
 			st.record(p.SkipErr) // said on the landing page; the page is used
 		}
 		a.mu.Lock()
-		a.observeDate(p.Date, a.now())
+		a.clocks.observeDate(p.Date, a.now())
+		if newest && page == 1 {
+			a.logs.readAt = a.now()
+		}
 		a.mu.Unlock()
 		if !adjusted {
 			// Rows inserted since the backlog was left pushed its rows
@@ -172,8 +216,10 @@ func (a *App) readWindow(ctx context.Context, cfg AppConfig, gen uint64, st *ref
 			}
 		}
 		pass.total = p.Total
-		old := a.takePage(p, gen, w, &pass)
-		if old || !p.HasMore || len(p.Entries) == 0 {
+		old := a.takePage(p, gen, &w, &pass)
+		// A page of undecodable rows says nothing of where the window
+		// ends: paging goes on.
+		if old || !p.HasMore || len(p.Entries) == 0 && p.Skipped == 0 {
 			pass.complete = true
 			return pass
 		}
@@ -182,40 +228,108 @@ func (a *App) readWindow(ctx context.Context, cfg AppConfig, gen uint64, st *ref
 }
 
 // takePage takes in one page's entries. It reports whether the page
-// reached rows older than the window (servers before 1.0.1 ignore the
-// filter and page through the whole history).
-func (a *App) takePage(p client.LogPage, gen uint64, w logWindow, pass *logsPass) (old bool) {
+// reached believable rows older than the window.
+func (a *App) takePage(p client.LogPage, gen uint64, w *logWindow, pass *logsPass) (old bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if n := p.Skipped; n > 0 {
 		a.counters.runErrors.WithLabelValues(a.name, client.KindBadResponse.String()).Add(float64(n))
 	}
-	seen := a.difyNow(a.now())
+	seen := a.now()
+	judge := a.judgeRows(p.Entries, seen, w.atFinish)
 	for _, e := range p.Entries {
 		logged := e.LoggedAt
-		if w.clientCut && !logged.IsZero() && logged.Add(a.tz.offset).Before(w.after.Add(-logsOverlap)) {
+		if !judge.plausible(logged, e.Run.CreatedAt, e.Run.FinishedAt) {
+			a.badRow(e.Run.ID)
+			a.discovered(e, nanos(logged), false, gen, w)
+			continue
+		}
+		if w.from.IsZero() {
+			// A first look reaches back the lookback from the newest row.
+			w.from = logged.Add(-w.lookback)
+			pass.from = w.from
+		}
+		if logged.Before(w.from) {
 			old = true
 			continue
 		}
-		if logged.After(a.logs.newest) {
-			// Newer than any row before: it was just written (at start,
-			// or at finish on older releases), which dates Dify's times.
-			if a.logs.once {
-				a.tz.observe(logged, seen)
+		if w.arrivals && logged.After(w.prevNewest) {
+			if t := rowTime(e.Run, w.atFinish); !t.IsZero() {
+				a.clocks.observeArrival(t, w.prevRead, seen)
 			}
-			a.logs.newest = logged
+		}
+		if logged.After(a.logs.newest) || !a.logs.anchored {
+			a.logs.newest, a.logs.anchored = logged, true
 		}
 		pass.rows = append(pass.rows, logged.UnixNano())
-		a.discovered(e, gen, w)
+		a.discovered(e, logged.UnixNano(), true, gen, w)
 	}
 	slices.Sort(pass.rows)
 	return old
 }
 
-// discovered takes in one log entry: the log carries the run's current
-// values, all but the workflow ID, which the version map supplies. Call
-// with a.mu held.
-func (a *App) discovered(e client.LogEntry, gen uint64, w logWindow) {
+// rowTime is the run's own time its log row was written at: its start,
+// or its finish on releases that log at finish.
+func rowTime(r client.Run, atFinish bool) time.Time {
+	if atFinish && !r.FinishedAt.IsZero() {
+		return r.FinishedAt
+	}
+	return r.CreatedAt
+}
+
+// judgeRows measures a page's rows against their runs' own times and
+// returns the judge of their dates. Call with a.mu held.
+func (a *App) judgeRows(entries []client.LogEntry, seen time.Time, atFinish bool) rowJudge {
+	offsets := make([]time.Duration, 0, len(entries))
+	dates := make([]time.Time, 0, len(entries))
+	for _, e := range entries {
+		if !client.PlausibleTime(e.LoggedAt) {
+			continue
+		}
+		dates = append(dates, e.LoggedAt)
+		if t := rowTime(e.Run, atFinish); !t.IsZero() {
+			offsets = append(offsets, e.LoggedAt.Sub(t))
+		}
+	}
+	off, ok := a.clocks.observeRows(offsets)
+	// Dify's clock now, in the rows' frame; a page of rows mostly ahead
+	// of it shows the clock is (the Date header may be a proxy's).
+	ref := seen
+	if a.clocks.skewKnown {
+		ref = seen.Add(a.clocks.skew)
+	}
+	if len(dates) >= 3 {
+		slices.SortFunc(dates, time.Time.Compare)
+		if m := dates[(len(dates)-1)/2].Add(-off); m.After(ref) {
+			ref = m
+		}
+	}
+	return rowJudge{offset: off, hasOffset: ok, latest: ref.Add(off + maxRowsAhead)}
+}
+
+// maxBadRows bounds the rows remembered as counted broken.
+const maxBadRows = 10000
+
+// badRow counts a row whose date cannot be believed, once. Call with a.mu
+// held.
+func (a *App) badRow(id string) {
+	if _, ok := a.badRows[id]; ok {
+		return
+	}
+	if len(a.badRows) >= maxBadRows {
+		clear(a.badRows)
+	}
+	a.badRows[id] = struct{}{}
+	a.counters.runErrors.WithLabelValues(a.name, reasonBadTimestamp).Inc()
+	level.Debug(a.logger).Log("msg", "Log row with an unbelievable date: its run is tracked, discovery's window ignores it",
+		"run_id", id)
+}
+
+// discovered takes in one log entry, logged at its row time (Unix ns,
+// clamped), believable or not: the log carries the run's current values,
+// all but the workflow ID, which the version map supplies. Call with a.mu
+// held.
+func (a *App) discovered(e client.LogEntry, logged int64, believable bool, gen uint64, w *logWindow) {
 	s := a.store
 	id := e.Run.ID
 	r, tracked := s.runs[id]
@@ -226,13 +340,13 @@ func (a *App) discovered(e client.LogEntry, gen uint64, w logWindow) {
 		// finish all the same.
 		if e.Run.Status.Terminal() {
 			delete(s.pending, id)
-			s.forgotten[id] = e.LoggedAt.UnixNano()
+			s.forgotten[id] = logged
 			a.countFinish(e.Run)
 		}
 		return
 	case s.isForgotten(id):
 		return // expired, evicted or counted: not again
-	case !w.firstPass && e.LoggedAt.Before(w.countFrom):
+	case believable && !w.firstPass && e.LoggedAt.Before(w.countFrom):
 		return // an old row read again (a deeper cover): seen before
 	}
 	if !s.shard.keeps(id) {
@@ -255,23 +369,23 @@ func (a *App) discovered(e client.LogEntry, gen uint64, w logWindow) {
 		// No room: count it all the same, and remember it.
 		switch {
 		case !e.Run.Status.Terminal():
-			s.remember(id, e.LoggedAt.UnixNano(), true)
+			s.remember(id, logged, true)
 		case !w.firstPass:
 			a.countFinish(e.Run)
 			fallthrough
 		default:
-			s.remember(id, e.LoggedAt.UnixNano(), false)
+			s.remember(id, logged, false)
 		}
 		return
 	}
 	if r.gone {
 		return
 	}
-	if fresh && !w.firstPass {
+	if fresh && !w.firstPass && believable {
 		r.countable = true
 	}
-	if r.loggedAt == 0 && !e.LoggedAt.IsZero() {
-		r.loggedAt = e.LoggedAt.UnixNano()
+	if r.loggedAt == 0 && believable {
+		r.loggedAt = logged
 	}
 	if r.version == "" && e.Version != "" {
 		r.version = a.intern(e.Version)
@@ -285,5 +399,4 @@ func (a *App) discovered(e client.LogEntry, gen uint64, w logWindow) {
 	// Without a workflow ID the values are kept but not exposed until one
 	// detail call teaches the version's workflow ID.
 	a.update(id, r, run, gen)
-	r.utcTimes = false // the logs' times are ints in every release
 }

@@ -29,7 +29,11 @@ var (
 	refreshAgeDesc = prometheus.NewDesc("dify_exporter_refresh_age_seconds",
 		"Age of the data of the least recently refreshed unfinished run (0 when none).", []string{"app"}, nil)
 	timeOffsetDesc = prometheus.NewDesc("dify_exporter_dify_time_offset_seconds",
-		"Correction added to Dify's timestamps: its API container's time zone shift and its host's clock difference.", []string{"app"}, nil)
+		"Correction added to the runs' times Dify serves: its host clock's measured difference (from a minute up), or --dify.time-offset.", []string{"app"}, nil)
+	clockSkewDesc = prometheus.NewDesc("dify_exporter_dify_clock_skew_seconds",
+		"Dify's API host clock minus the exporter's, from its Date headers when the runs' own times agree, else from those times; absent until measured.", []string{"app"}, nil)
+	rowsOffsetDesc = prometheus.NewDesc("dify_exporter_log_rows_offset_seconds",
+		"How far Dify's workflow log rows are dated after their runs' own times (a database session not in UTC), to the minute; run times are not affected. Absent until measured.", []string{"app"}, nil)
 	runsDesc = prometheus.NewDesc("dify_workflow_runs",
 		"Tracked workflow runs in each status.", []string{"app", "status"}, nil)
 	scrapeDurationDesc = prometheus.NewDesc("dify_scrape_duration_seconds",
@@ -98,6 +102,7 @@ func (c *counters) initApp(app string) {
 		c.runErrors.WithLabelValues(app, k.String())
 	}
 	c.runErrors.WithLabelValues(app, "unknown_status")
+	c.runErrors.WithLabelValues(app, reasonBadTimestamp)
 }
 
 // forgetApp removes a removed app's series.
@@ -108,6 +113,10 @@ func (c *counters) forgetApp(app string) {
 		v.DeletePartialMatch(prometheus.Labels{"app": app})
 	}
 }
+
+// reasonBadTimestamp counts log rows whose date cannot be believed (out of
+// any clock's range, or far from their run's time and Dify's clock).
+const reasonBadTimestamp = "bad_timestamp"
 
 // statusLabels are the status label values of the one-hot gauge.
 var statusLabels = func() []string {

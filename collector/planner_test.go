@@ -218,45 +218,4 @@ func TestParseRelease(t *testing.T) {
 			t.Errorf("%q chatflow: visibility %v, want none", tc.in, c.vis)
 		}
 	}
-	if capabilitiesOf(parseRelease("1.0.0"), "workflow").filter || !capabilitiesOf(parseRelease("1.0.1"), "workflow").filter {
-		t.Error("created_at__after is honoured from 1.0.1 only")
-	}
-}
-
-func TestOffsetEstimator(t *testing.T) {
-	base := time.Unix(1_800_000_000, 0)
-	tests := []struct {
-		name string
-		// lags are, per refresh, the apparent ages of new events.
-		lags [][]time.Duration
-		want time.Duration
-	}{
-		{"UTC", [][]time.Duration{{2 * time.Second}, {3 * time.Second}, {time.Second}}, 0},
-		{"Shanghai +8h, queue delays", [][]time.Duration{{8*time.Hour + 5*time.Second, 8*time.Hour + 4*time.Minute}, {8*time.Hour + time.Second}, {8*time.Hour + 40*time.Second}}, 8 * time.Hour},
-		{"UTC-5", [][]time.Duration{{-5*time.Hour + 3*time.Second}, {-5*time.Hour + 9*time.Second}, {-5*time.Hour + time.Second, -3 * time.Hour}}, -5 * time.Hour},
-		{"Kathmandu +5:45", [][]time.Duration{{5*time.Hour + 45*time.Minute + 2*time.Second}, {5*time.Hour + 45*time.Minute}, {5*time.Hour + 46*time.Minute}}, 5*time.Hour + 45*time.Minute},
-		{"two refreshes are not enough", [][]time.Duration{{8 * time.Hour}, {8 * time.Hour}}, 0},
-		{"disagreement resets", [][]time.Duration{{8 * time.Hour}, {8 * time.Hour}, {0}, {8 * time.Hour}}, 0},
-		{"a year-old row is no zone", [][]time.Duration{{9000 * time.Hour}, {9000 * time.Hour}, {9000 * time.Hour}}, 0},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newOffsetEstimator(true, 0)
-			for _, refresh := range tc.lags {
-				for _, lag := range refresh {
-					e.observe(base.Add(-lag), base)
-				}
-				e.endRefresh()
-			}
-			if e.offset != tc.want {
-				t.Errorf("offset = %v, want %v", e.offset, tc.want)
-			}
-		})
-	}
-	fixed := newOffsetEstimator(false, 3*time.Hour)
-	fixed.observe(base, base)
-	fixed.endRefresh()
-	if fixed.offset != 3*time.Hour {
-		t.Errorf("fixed offset = %v, want 3h", fixed.offset)
-	}
 }

@@ -131,9 +131,7 @@ func (a *App) refresh(ctx context.Context) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.store.expire(a.now(), cfg.Retention)
-	if a.tz.endRefresh() {
-		level.Warn(a.logger).Log("msg", "Dify's times are shifted: correcting them", "offset", a.timeOffset(), "why", a.timeOffsetNote())
-	}
+	a.logClocks()
 	a.publish(st, gen, false)
 	a.lastDur = a.now().Sub(start)
 	a.inflight = nil
@@ -151,7 +149,7 @@ func (a *App) probeServer(ctx context.Context, cfg AppConfig, st *refreshState) 
 	if err != nil {
 		return // a proxy may hide /v1/: the release stays unknown
 	}
-	a.observeDate(s.Date, a.now())
+	a.clocks.observeDate(s.Date, a.now())
 	a.server.at = a.now()
 	if s.ServerVersion != a.server.version {
 		a.server.version, a.server.release = s.ServerVersion, parseRelease(s.ServerVersion)
@@ -182,12 +180,10 @@ func (a *App) fetchInfo(ctx context.Context, cfg AppConfig, st *refreshState) {
 // plan hands the planner what the app knows. Call with a.mu held.
 func (a *App) plan(now time.Time, discovery bool, caps capabilities) plan {
 	in := planInput{vis: caps.vis, discovery: discovery, now: now, pageSize: logsPageSize, rowsFrom: a.rows.rowsFrom}
-	// Discovery reads from the watermark, less the overlap, on Dify's
-	// clock; served times are early by the zone offset (and truncated to
-	// the second, which only errs towards a detail call).
-	in.windowFrom = a.logs.watermark.Add(-logsOverlap - a.tz.offset).UnixNano()
-	if a.logs.watermark.IsZero() {
-		in.windowFrom = 0
+	// Discovery reads from the newest row, less the overlap, in the rows'
+	// own frame (as the runs' loggedAt are).
+	if a.logs.anchored {
+		in.windowFrom = nanos(a.logs.newest.Add(-logsOverlap))
 	}
 	firstOfVersion := versionAsker()
 	for id, r := range a.store.runs {
@@ -389,7 +385,6 @@ func (a *App) apply(id string, run client.Run, err error, gen uint64, caps capab
 		a.versions[r.version] = run.WorkflowID
 	}
 	a.update(id, r, run, gen)
-	r.utcTimes = caps.utcDetail
 	if caps.vis == logsAtFinish && !run.Status.Terminal() {
 		r.recheckAt = instantOf(a.now().Add(nextRecheck(r.rechecks)))
 		r.rechecks = min(r.rechecks+1, 8)

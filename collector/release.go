@@ -76,18 +76,12 @@ const (
 // capabilities is what the exporter may rely on for one app.
 type capabilities struct {
 	vis visibility
-	// filter is set when the logs honour created_at__after (1.0.1 on);
-	// older servers return the whole history.
-	filter bool
-	// utcDetail is set when the run detail's times are RFC-822 strings
-	// (before 1.2.0), which a time zone does not shift (only ints are).
-	utcDetail bool
 }
 
 // capabilitiesOf derives an app's capabilities from its server release
 // and mode.
 func capabilitiesOf(r release, mode string) capabilities {
-	c := capabilities{filter: r.atLeast(1, 0, 1), utcDetail: !r.atLeast(1, 2, 0)}
+	var c capabilities
 	switch {
 	case !r.atLeast(0, 8, 2), mode == "advanced-chat":
 		c.vis = noLogs

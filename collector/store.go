@@ -79,9 +79,6 @@ type trackedRun struct {
 	// addedGen is the refresh that added the run: a refresh never
 	// evicts a run it added itself (it reads the newest rows first).
 	addedGen uint64
-	// utcTimes marks times read from a detail answer that a time zone
-	// does not shift (RFC-822 strings, before Dify 1.2.0).
-	utcTimes bool
 	// cached is set while the run is in the run cache (see Collect).
 	cached bool
 }

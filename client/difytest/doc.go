@@ -64,11 +64,14 @@
 //   - Runs pause (the Simulator pauses them) only from 1.13.0; the status
 //     "paused" exists from 1.9.2.
 //
-// Time: [Server.SetTimeZone] puts the API process in a zone other than
-// UTC, shifting every served int timestamp as int(naive_utc.timestamp())
-// does, while the database and the logs filter stay in true UTC;
-// [Server.SetClock] sets the Dify host's clock (the Date header of every
-// response, default run times, rows logged at finish).
+// Time follows Dify's mechanisms: its processes are forced to UTC, so a
+// run's own times are right unless the host's clock is off
+// ([Server.SetClock]: the Date header, default run times, rows logged at
+// finish); a log row's created_at is the database's time in its session
+// zone ([Server.SetDatabase]: PostgreSQL or MySQL, and the zone), and the
+// logs filter compares as that database does; [Server.SetFrontEndClock]
+// puts a proxy that dates the Date header itself; [Run.LogCreatedAt]
+// breaks one row's date.
 //
 // Faults ([Fault]) imitate what sits between the exporter and Dify: latency,
 // hangs, proxy errors, rate limits, truncated or reset connections and huge

@@ -369,9 +369,10 @@ func nullable(s string) any {
 	return s
 }
 
-// unix is t as the API process serves an int timestamp (see SetTimeZone).
-// Call with s.mu held.
-func (s *Server) unix(t time.Time) int64 { return t.Unix() - s.tz }
+// unix is t as the API serves an int timestamp: Dify's processes run in
+// UTC, so int(naive.timestamp()) reads a naive time as UTC. Call with
+// s.mu held.
+func (s *Server) unix(t time.Time) int64 { return t.Unix() }
 
 // unixOrNull is unix, or null for the zero time.
 func (s *Server) unixOrNull(t time.Time) any {

@@ -14,7 +14,7 @@ import (
 type logsQuery struct {
 	page, limit     int
 	status          string
-	after, before   time.Time
+	after, before   isoValue
 	hasAfter        bool
 	hasBefore       bool
 	keyword         string
@@ -34,10 +34,27 @@ func invalidParam(param, message string) response {
 	}{"invalid_param", message, http.StatusBadRequest, param})
 }
 
+// isoValue is a created_at bound as dateutil.isoparse reads it: its wall
+// clock, and whether it carried an offset (then instant is the true time).
+type isoValue struct {
+	wall    time.Time // the wall clock fields, as if in UTC
+	aware   bool
+	instant time.Time
+}
+
+// column is the bound in the log column's own frame (naive, in the
+// database session's zone), as the database compares it.
+func (v isoValue) column(db Database, zone time.Duration) time.Time {
+	if v.aware && db == PostgreSQL {
+		return v.instant.Add(zone) // read as an instant, in the session zone
+	}
+	return v.wall // PyMySQL drops the offset; a naive value is the column's frame
+}
+
 // parseISO parses a created_at bound as dateutil.isoparse would, for the
-// forms clients send: RFC 3339 with or without fractional seconds and zone
-// (no zone = UTC), a ' ' instead of 'T', or a bare date.
-func parseISO(s string) (time.Time, bool) {
+// forms clients send: RFC 3339 with or without fractional seconds and zone,
+// a ' ' instead of 'T', or a bare date.
+func parseISO(s string) (isoValue, bool) {
 	layouts := []string{
 		time.RFC3339Nano,
 		"2006-01-02T15:04:05.999999999Z0700",
@@ -50,10 +67,11 @@ func parseISO(s string) (time.Time, bool) {
 	}
 	for _, l := range layouts {
 		if t, err := time.ParseInLocation(l, s, time.UTC); err == nil {
-			return t.UTC(), true
+			wall := time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
+			return isoValue{wall: wall, aware: strings.ContainsAny(l, "Z"), instant: t.UTC()}, true
 		}
 	}
-	return time.Time{}, false
+	return isoValue{}, false
 }
 
 func intParam(q url.Values, name string, def, lo, hi int) (int, *response) {
@@ -93,7 +111,7 @@ func parseLogsQuery(q url.Values, b *behaviour) (logsQuery, *response) {
 	}
 	for _, f := range []struct {
 		name string
-		t    *time.Time
+		t    *isoValue
 		has  *bool
 	}{{"created_at__after", &lq.after, &lq.hasAfter}, {"created_at__before", &lq.before, &lq.hasBefore}} {
 		v := q.Get(f.name)
@@ -196,10 +214,12 @@ func (s *Server) logList(a *appState, r *http.Request) response {
 	logs := a.logs
 	lo, hi := 0, len(logs)
 	if q.hasAfter {
-		lo = sort.Search(len(logs), func(i int) bool { return !logs[i].createdAt.Before(q.after) })
+		after := q.after.column(s.db, s.dbZone)
+		lo = sort.Search(len(logs), func(i int) bool { return !logs[i].createdAt.Before(after) })
 	}
 	if q.hasBefore {
-		hi = sort.Search(len(logs), func(i int) bool { return logs[i].createdAt.After(q.before) })
+		before := q.before.column(s.db, s.dbZone)
+		hi = sort.Search(len(logs), func(i int) bool { return logs[i].createdAt.After(before) })
 	}
 	if hi < lo {
 		hi = lo

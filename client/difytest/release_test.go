@@ -296,58 +296,110 @@ func TestRunRowNumbers(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-func TestTimeZone(t *testing.T) {
+// Dify's processes run in UTC: a run's own times are served right in
+// every setting; only a log row's created_at follows the database
+// session's zone, and the filter compares as the database does.
+func TestDatabaseZone(t *testing.T) {
 	created, finished := t0, t0.Add(time.Minute)
-	for _, zone := range []time.Duration{8 * time.Hour, -5 * time.Hour, 5*time.Hour + 45*time.Minute} {
-		for _, v := range []string{"1.1.3", "1.10.1", "1.14.1"} {
-			t.Run(fmt.Sprint(zone, "/", v), func(t *testing.T) {
-				s := newReleaseServer(t, v)
-				s.SetTimeZone(zone)
-				s.PutRun(wfKey, Run{ID: runA, Status: "succeeded", CreatedAt: created, FinishedAt: finished})
-				off := int64(zone / time.Second)
-				// The run detail: ints shifted, RFC-822 strings (before 1.2.0) not.
-				got := get(t, s, "/v1/workflows/run/"+runA, "Bearer "+wfKey)
-				var d struct {
-					CreatedAt  any `json:"created_at"`
-					FinishedAt any `json:"finished_at"`
-				}
-				if err := json.Unmarshal([]byte(got.body), &d); err != nil {
-					t.Fatalf("%v: %s", err, got.body)
-				}
-				wantC, wantF := any(float64(created.Unix()-off)), any(float64(finished.Unix()-off))
-				if v == "1.1.3" {
-					wantC, wantF = "Tue, 16 Jan 2024 12:20:29 -0000", "Tue, 16 Jan 2024 12:21:29 -0000"
-				}
-				if d.CreatedAt != wantC || d.FinishedAt != wantF {
-					t.Errorf("detail created_at %v finished_at %v, want %v %v", d.CreatedAt, d.FinishedAt, wantC, wantF)
-				}
-				// The logs: every int shifted; the filter in true UTC.
-				logged := created
-				if v != "1.14.1" {
-					logged = finished // at finish
-				}
-				iso := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
-				p, r := getLogs(t, s, wfKey, url.Values{"created_at__after": {iso(logged)}})
-				if r.status != 200 || p.Total != 1 {
-					t.Fatalf("after the true log time: %d %s", r.status, r.body)
-				}
-				var e struct {
-					Data []struct {
-						CreatedAt int64 `json:"created_at"`
-						Run       struct {
-							CreatedAt  int64 `json:"created_at"`
-							FinishedAt int64 `json:"finished_at"`
-						} `json:"workflow_run"`
-					} `json:"data"`
-				}
-				_ = json.Unmarshal([]byte(r.body), &e)
-				if got := e.Data[0]; got.CreatedAt != logged.Unix()-off || got.Run.CreatedAt != created.Unix()-off || got.Run.FinishedAt != finished.Unix()-off {
-					t.Errorf("entry %+v, want logged %d created %d finished %d", got, logged.Unix()-off, created.Unix()-off, finished.Unix()-off)
-				}
-				if p, _ := getLogs(t, s, wfKey, url.Values{"created_at__after": {iso(logged.Add(time.Second))}}); p.Total != 0 {
-					t.Errorf("a second after the true log time: total %d", p.Total)
-				}
-			})
+	iso := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	naive := func(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05") }
+	for _, db := range []struct {
+		name string
+		kind Database
+	}{{"postgres", PostgreSQL}, {"mysql", MySQL}} {
+		for _, zone := range []time.Duration{0, 8 * time.Hour, -5 * time.Hour, 5*time.Hour + 45*time.Minute} {
+			for _, v := range []string{"1.1.3", "1.10.1", "1.14.1"} {
+				t.Run(fmt.Sprint(db.name, "/", zone, "/", v), func(t *testing.T) {
+					s := newReleaseServer(t, v)
+					s.SetDatabase(db.kind, zone)
+					s.PutRun(wfKey, Run{ID: runA, Status: "succeeded", CreatedAt: created, FinishedAt: finished})
+					got := get(t, s, "/v1/workflows/run/"+runA, "Bearer "+wfKey)
+					var d struct {
+						CreatedAt  any `json:"created_at"`
+						FinishedAt any `json:"finished_at"`
+					}
+					if err := json.Unmarshal([]byte(got.body), &d); err != nil {
+						t.Fatalf("%v: %s", err, got.body)
+					}
+					wantC, wantF := any(float64(created.Unix())), any(float64(finished.Unix()))
+					if v == "1.1.3" {
+						wantC, wantF = "Tue, 16 Jan 2024 12:20:29 -0000", "Tue, 16 Jan 2024 12:21:29 -0000"
+					}
+					if d.CreatedAt != wantC || d.FinishedAt != wantF {
+						t.Errorf("detail created_at %v finished_at %v, want %v %v: run times never shift", d.CreatedAt, d.FinishedAt, wantC, wantF)
+					}
+					logged := created // the row's true time
+					if v != "1.14.1" {
+						logged = finished // written at finish
+					}
+					served := logged.Add(zone) // naive in the session zone, read as UTC
+					p, r := getLogs(t, s, wfKey, nil)
+					if r.status != 200 || p.Total != 1 {
+						t.Fatalf("logs: %d %s", r.status, r.body)
+					}
+					var e struct {
+						Data []struct {
+							CreatedAt int64 `json:"created_at"`
+							Run       struct {
+								CreatedAt  int64 `json:"created_at"`
+								FinishedAt int64 `json:"finished_at"`
+							} `json:"workflow_run"`
+						} `json:"data"`
+					}
+					_ = json.Unmarshal([]byte(r.body), &e)
+					if got := e.Data[0]; got.CreatedAt != served.Unix() || got.Run.CreatedAt != created.Unix() || got.Run.FinishedAt != finished.Unix() {
+						t.Errorf("entry %+v, want the row at %d, the run's times unshifted (%d, %d)", got, served.Unix(), created.Unix(), finished.Unix())
+					}
+					// A naive bound is compared in the rows' own frame on
+					// both databases; an offset-aware one as a true instant
+					// on PostgreSQL only.
+					awareFrame := served
+					if db.kind == PostgreSQL {
+						awareFrame = logged
+					}
+					for _, c := range []struct {
+						bound string
+						at    time.Time
+					}{
+						{naive(served), served}, {naive(served.Add(time.Second)), time.Time{}},
+						{iso(awareFrame), awareFrame}, {iso(awareFrame.Add(time.Second)), time.Time{}},
+					} {
+						want := 1
+						if c.at.IsZero() {
+							want = 0
+						}
+						if p, _ := getLogs(t, s, wfKey, url.Values{"created_at__after": {c.bound}}); p.Total != want {
+							t.Errorf("created_at__after=%s: total %d, want %d", c.bound, p.Total, want)
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+// A row's date can be broken apart from its run's (a glitch of the
+// database's clock, a restored backup): it is served as set.
+func TestBrokenLogDate(t *testing.T) {
+	s := newReleaseServer(t, DefaultVersion)
+	s.SetDatabase(MySQL, 8*time.Hour)
+	for _, at := range []time.Time{time.Unix(9999999999, 0), time.Unix(0, 0), time.Unix(-86400, 0)} {
+		id := NewRunID()
+		s.PutRun(wfKey, Run{ID: id, Status: "running", CreatedAt: t0, LogCreatedAt: at})
+		_, r := getLogs(t, s, wfKey, url.Values{"keyword": {id}})
+		var e struct {
+			Data []struct {
+				CreatedAt int64 `json:"created_at"`
+				Run       struct {
+					CreatedAt int64 `json:"created_at"`
+				} `json:"workflow_run"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(r.body), &e); err != nil || len(e.Data) != 1 {
+			t.Fatalf("%v %s", err, r.body)
+		}
+		if e.Data[0].CreatedAt != at.Unix() || e.Data[0].Run.CreatedAt != t0.Unix() {
+			t.Errorf("row at %d, run at %d; want %d and %d", e.Data[0].CreatedAt, e.Data[0].Run.CreatedAt, at.Unix(), t0.Unix())
 		}
 	}
 }
@@ -370,6 +422,13 @@ func TestClock(t *testing.T) {
 			t.Errorf("%s: Date %q, want %q", path, d, behind.UTC().Format(http.TimeFormat))
 		}
 	}
+	// A front end (nginx) dates the answers with its own clock.
+	ahead := time.Now().Add(time.Hour).Truncate(time.Second)
+	s.SetFrontEndClock(func() time.Time { return ahead })
+	if d := get(t, s, "/v1/info", "Bearer "+wfKey).header.Get("Date"); d != ahead.UTC().Format(http.TimeFormat) {
+		t.Errorf("behind a front end: Date %q, want its clock %q", d, ahead.UTC().Format(http.TimeFormat))
+	}
+	s.SetFrontEndClock(nil)
 	s.SetClock(nil)
 	if d, _ := http.ParseTime(get(t, s, "/v1/", "").header.Get("Date")); time.Since(d).Abs() > time.Minute {
 		t.Errorf("SetClock(nil) did not restore time.Now: Date %v", d)

@@ -55,6 +55,11 @@ type Run struct {
 	// none is written later. Releases from 1.11.0 write the row at start
 	// and ignore NoLogRow.
 	NoLogRow bool
+	// LogCreatedAt, if set, is the log row's created_at exactly as served,
+	// whatever the database's clock and session zone: a row dated by a
+	// clock glitch or restored from a backup. time.Unix(0, 0) and earlier
+	// times are kept as given.
+	LogCreatedAt time.Time
 }
 
 // Endpoint names a route of the server, for faults and request counts.
@@ -138,8 +143,12 @@ type Server struct {
 	mu      sync.RWMutex
 	version string
 	b       behaviour
-	tz      int64 // the API process's zone, seconds east of UTC
-	clock   func() time.Time
+	clock   func() time.Time // the Dify host's clock (API and database)
+	// frontEnd, if set, is the clock of a proxy in front of Dify that
+	// dates every response's Date header itself, as nginx does.
+	frontEnd func() time.Time
+	db       Database
+	dbZone   time.Duration // the database session's zone, east of UTC
 	apps    map[string]*appState // by key
 	global  map[string]*runRec   // by normalized run id, for releases before 1.7.0
 	seq     uint64
@@ -256,24 +265,50 @@ func (s *Server) SetServerVersion(v string) {
 // SetEra is SetServerVersion(e.Version()): a release representative of e.
 func (s *Server) SetEra(e Era) { s.SetServerVersion(e.Version()) }
 
-// SetTimeZone puts the API process in a zone offset east of UTC (TZ=
-// Asia/Shanghai is 8h, America/New_York in winter -5h). Dify stores naive
-// UTC and serves int timestamps as Python's int(dt.timestamp()), which
-// reads them as local time: every served int created_at and finished_at
-// (run detail, log entry and its workflow_run) is then the true Unix time
-// minus offset. The database, the logs' created_at__after/__before filter
-// and RFC-822 strings (releases before 1.2.0) stay in true UTC.
-// Sub-second offsets are dropped.
-func (s *Server) SetTimeZone(offset time.Duration) {
+// Database is the kind of Dify's metadata database, which decides how the
+// logs' created_at__after/__before filter compares an offset-aware value.
+type Database int
+
+const (
+	// PostgreSQL compares an offset-aware filter value as a true instant
+	// (the naive column read in the session zone) and a naive one in the
+	// column's own frame.
+	PostgreSQL Database = iota
+	// MySQL (and OceanBase): PyMySQL drops the value's offset, so any
+	// value is compared in the column's own frame.
+	MySQL
+)
+
+// SetDatabase sets the metadata database's kind and its session's zone
+// (east of UTC). Dify forces its own processes to UTC, so the run times
+// it writes (Python's naive UTC now) are right whatever the zone; but a
+// log row's created_at is the database's current_timestamp in the session
+// zone, stored naive and served as if it were UTC: in a session at UTC+8
+// every log row is served 8 h late. That happens with a MySQL/OceanBase
+// metadb (Dify 1.10.1 on sets no session zone) whose server is not in UTC,
+// or PostgreSQL with DB_SESSION_TIMEZONE_OVERRIDE emptied (1.14.0 on). Rows
+// already written keep their dates; the filter follows the new setting.
+func (s *Server) SetDatabase(kind Database, sessionZone time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.tz = int64(offset / time.Second)
+	s.db, s.dbZone = kind, sessionZone.Truncate(time.Second)
 }
 
-// SetClock sets the Dify host's own clock (default time.Now). It dates
-// the HTTP Date header of every response, runs put without CreatedAt, and
-// log rows written at finish for runs put without FinishedAt; so a host
-// whose clock is wrong can be modelled. nil restores time.Now.
+// SetFrontEndClock puts a proxy in front of Dify that dates each
+// response's Date header with its own clock (nginx replaces the upstream
+// Date); nil lets the API's host clock date it again.
+func (s *Server) SetFrontEndClock(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.frontEnd = now
+}
+
+// SetClock sets the Dify host's own clock (default time.Now), shared by
+// the API and its database. It dates the HTTP Date header of every
+// response (unless a front end does, see SetFrontEndClock), runs put
+// without CreatedAt, and log rows written at finish for runs put without
+// FinishedAt; so a host whose clock is wrong can be modelled. nil restores
+// time.Now.
 func (s *Server) SetClock(now func() time.Time) {
 	if now == nil {
 		now = time.Now
@@ -375,13 +410,13 @@ func (s *Server) PutRun(key string, r Run) {
 	}
 	switch {
 	case s.b.logAtStart && !exists:
-		s.writeLog(rec, r.CreatedAt)
+		s.writeLog(rec, r.CreatedAt, r.LogCreatedAt)
 	case !s.b.logAtStart && firstEnd && !r.NoLogRow:
 		at := r.FinishedAt
 		if at.IsZero() {
 			at = s.clock()
 		}
-		s.writeLog(rec, at)
+		s.writeLog(rec, at, r.LogCreatedAt)
 	}
 }
 
@@ -407,11 +442,17 @@ func (w *runRow) write(r Run) {
 	}
 }
 
-// writeLog writes rec's log row dated at; call with s.mu held.
-func (s *Server) writeLog(rec *runRec, at time.Time) {
+// writeLog writes rec's log row, written at the true time at: the column
+// holds the database's time in its session zone, naive (or served, if
+// set, when the row's date is broken). Call with s.mu held.
+func (s *Server) writeLog(rec *runRec, at, served time.Time) {
 	a := rec.app
 	s.seq++
-	l := &logRec{id: NewRunID(), createdAt: at, seq: s.seq, createdFrom: rec.run.CreatedFrom,
+	column := at.Add(s.dbZone)
+	if !served.IsZero() {
+		column = served
+	}
+	l := &logRec{id: NewRunID(), createdAt: column.UTC(), seq: s.seq, createdFrom: rec.run.CreatedFrom,
 		user: rec.run.User, endUserID: a.endUserID, run: rec}
 	if l.createdFrom == "web-app" {
 		l.endUserID = NewRunID()
@@ -593,10 +634,13 @@ func (a *appState) removeLog(l *logRec) {
 // commonHeaders sets the headers Dify sends on every response.
 func (s *Server) commonHeaders(w http.ResponseWriter) {
 	s.mu.RLock()
-	v, now := s.version, s.clock()
+	v, now := s.version, s.clock
+	if s.frontEnd != nil {
+		now = s.frontEnd
+	}
 	s.mu.RUnlock()
 	h := w.Header()
 	h.Set("X-Version", v)
 	h.Set("X-Env", "PRODUCTION")
-	h.Set("Date", now.UTC().Format(http.TimeFormat))
+	h.Set("Date", now().UTC().Format(http.TimeFormat))
 }

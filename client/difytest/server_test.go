@@ -718,9 +718,9 @@ func TestConcurrentUse(t *testing.T) {
 				if i%10 == 0 {
 					s.SetFault(EndpointInfo, Fault{Status: 500, Times: 1})
 					s.SetServerVersion(versions[i%len(versions)])
-					s.SetTimeZone(time.Hour)
+					s.SetDatabase(MySQL, time.Hour)
 					s.SetServerVersion(DefaultVersion)
-					s.SetTimeZone(0)
+					s.SetDatabase(PostgreSQL, 0)
 				}
 				s.Requests(EndpointLogs)
 				s.LastRequest(EndpointLogs)
