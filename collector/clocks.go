@@ -142,7 +142,9 @@ func (c *clockState) endRefresh() (changed bool) {
 	case c.dateKnown && (!c.spanKnown || c.date >= c.lo-dateTolerance && c.date <= c.hi+dateTolerance):
 		c.skew, c.skewKnown, c.fromDate = c.date, true, true
 	case c.spanKnown:
-		c.skew, c.skewKnown, c.fromDate = (c.lo+c.hi)/2, true, false
+		// The span is a scrape interval wide: to the minute is all it
+		// tells.
+		c.skew, c.skewKnown, c.fromDate = ((c.lo+c.hi)/2).Round(time.Minute), true, false
 	}
 	if !c.skewKnown {
 		return false

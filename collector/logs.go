@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"time"
 
@@ -43,6 +44,10 @@ type logCursor struct {
 	readAt time.Time
 	// backlog is an older part of a window not read yet.
 	backlog *logWindow
+	// hiddenBefore is set when a first look could not read its newest
+	// rows (a page of undecodable rows): those rows, read later, are old
+	// unless their run's own time is at or after it.
+	hiddenBefore time.Time
 }
 
 // restart reads the lookback again on the next refresh.
@@ -72,7 +77,11 @@ type logWindow struct {
 	// finished) since prevRead, which dates Dify's host clock.
 	arrivals   bool
 	prevNewest time.Time
-	prevRead   time.Time
+	// prevRead is the exporter's time of the last read of the newest rows.
+	prevRead time.Time
+	// countRunsFrom, if set: a row whose run's own time is before it is
+	// not new (see logCursor.hiddenBefore).
+	countRunsFrom time.Time
 }
 
 // logsPass is the outcome of reading one window.
@@ -84,6 +93,9 @@ type logsPass struct {
 	rows           []int64 // believable row times read, for the planner's index
 	// from is the window's start once known (a first look finds it).
 	from time.Time
+	// hidden is set when a first look met a page of undecodable rows
+	// before its first believable row.
+	hidden bool
 }
 
 // coarseAfter is the created_at__after for a window starting at from
@@ -111,7 +123,8 @@ func (a *App) readLogs(ctx context.Context, cfg AppConfig, gen uint64, st *refre
 	now := a.now()
 	main := logWindow{page: 1, total: -1, countFrom: a.logs.newest.Add(-logsOverlap), firstPass: !a.logs.once,
 		atFinish: caps.vis == logsAtFinish, lookback: cfg.Lookback,
-		arrivals: a.logs.once && a.logs.anchored && !a.logs.readAt.IsZero(), prevNewest: a.logs.newest, prevRead: a.logs.readAt}
+		arrivals: a.logs.once && a.logs.anchored && !a.logs.readAt.IsZero(), prevNewest: a.logs.newest, prevRead: a.logs.readAt,
+		countRunsFrom: a.logs.hiddenBefore}
 	if a.logs.anchored {
 		main.from = a.logs.newest.Add(-logsOverlap)
 		if c := time.Unix(0, coverFrom); coverFrom != 0 && c.Before(main.from) {
@@ -138,6 +151,13 @@ func (a *App) readLogs(ctx context.Context, cfg AppConfig, gen uint64, st *refre
 		forgetBefore = a.logs.backlog.countFrom
 	}
 	a.store.forget(nanos(forgetBefore.Add(-logsOverlap)))
+	if main.firstPass && pass.hidden {
+		// Rows the first look could not read are old: runs that ran
+		// since it are known by their own (host) times.
+		a.logs.hiddenBefore = a.lastReadOnDify(a.logs.readAt)
+	} else if pass.complete {
+		a.logs.hiddenBefore = time.Time{}
+	}
 	switch {
 	case pass.complete:
 		a.logs.once = true
@@ -217,6 +237,9 @@ func (a *App) readWindow(ctx context.Context, cfg AppConfig, gen uint64, st *ref
 		}
 		pass.total = p.Total
 		old := a.takePage(p, gen, &w, &pass)
+		if len(p.Entries) == 0 && p.Skipped > 0 && w.from.IsZero() {
+			pass.hidden = true
+		}
 		// A page of undecodable rows says nothing of where the window
 		// ends: paging goes on.
 		if old || !p.HasMore || len(p.Entries) == 0 && p.Skipped == 0 {
@@ -241,7 +264,9 @@ func (a *App) takePage(p client.LogPage, gen uint64, w *logWindow, pass *logsPas
 		logged := e.LoggedAt
 		if !judge.plausible(logged, e.Run.CreatedAt, e.Run.FinishedAt) {
 			a.badRow(e.Run.ID)
-			a.discovered(e, nanos(logged), false, gen, w)
+			// Remembered past any forgetting: the row comes back whatever
+			// the window.
+			a.discovered(e, math.MaxInt64, false, gen, w)
 			continue
 		}
 		if w.from.IsZero() {
@@ -305,6 +330,28 @@ func (a *App) judgeRows(entries []client.LogEntry, seen time.Time, atFinish bool
 		}
 	}
 	return rowJudge{offset: off, hasOffset: ok, latest: ref.Add(off + maxRowsAhead)}
+}
+
+// isNew reports whether a row read for the first time belongs to a run
+// that ran while the exporter watched. A believable row is new by its
+// date (the window); a row whose date cannot be believed, or one a first
+// look could not read, by its run's own time against the last read.
+// Call with a.mu held.
+func (a *App) isNew(e client.LogEntry, believable bool, w *logWindow) bool {
+	t := rowTime(e.Run, w.atFinish)
+	switch {
+	case believable:
+		return w.countRunsFrom.IsZero() || !t.Before(w.countRunsFrom)
+	case w.prevRead.IsZero() || t.IsZero():
+		return false
+	}
+	return !t.Before(a.lastReadOnDify(w.prevRead))
+}
+
+// lastReadOnDify is a read's time on Dify's host clock, less the Date
+// header's resolution. Call with a.mu held.
+func (a *App) lastReadOnDify(read time.Time) time.Time {
+	return read.Add(a.clocks.skew - time.Second)
 }
 
 // maxBadRows bounds the rows remembered as counted broken.
@@ -381,7 +428,7 @@ func (a *App) discovered(e client.LogEntry, logged int64, believable bool, gen u
 	if r.gone {
 		return
 	}
-	if fresh && !w.firstPass && believable {
+	if fresh && !w.firstPass && a.isNew(e, believable, w) {
 		r.countable = true
 	}
 	if r.loggedAt == 0 && believable {
