@@ -97,7 +97,7 @@ func parseFlags(args []string) (*flags, error) {
 	app.Flag("web.telemetry-path", "Path of the metrics.").Default("/metrics").StringVar(&f.telemetry)
 	app.Flag("web.max-connections", "Open HTTP connections; at the limit a new one replaces the longest-idle one, or waits if none is idle (0 = no limit).").Default("512").IntVar(&f.maxConns)
 	app.Flag("web.max-requests", "Concurrent scrapes; more get 503 (0 = no limit).").Default("40").IntVar(&f.maxRequests)
-	app.Flag("dify.time-offset", "Added to the times Dify serves: auto (measure the shift of a Dify API container not in UTC, or of its host's clock), 0, or a duration such as 8h or -5h.").Default("auto").SetValue(timeOffsetValue{&f.timeOffset})
+	app.Flag("dify.time-offset", "Correction of the runs' own times: auto (Dify's host clock difference, from its Date headers when its runs agree), 0 (never correct), or a duration to add, such as 10m or -5h. Log rows dated off by a database zone need none.").Default("auto").SetValue(timeOffsetValue{&f.timeOffset})
 	app.Flag("refresh.min-interval", "Scrapes within this time of the last complete refresh (an HA Prometheus pair, dashboards) are served from it without calling Dify.").Default("5s").DurationVar(&f.minInterval)
 	app.Flag("demo", "Run against a built-in simulated Dify with live runs.").BoolVar(&f.demo)
 	app.Flag("log.level", "Only log messages with this severity or above: debug, info, warn, error.").Default("info").EnumVar(&f.logLevel, "debug", "info", "warn", "error")

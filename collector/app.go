@@ -79,13 +79,13 @@ type App struct {
 	// whose deadline comes first.
 	inflight *refreshState
 
-	info     client.AppInfo
-	infoAt   time.Time
-	server   serverState
-	clocks   clockState
+	info   client.AppInfo
+	infoAt time.Time
+	server serverState
+	clocks clockState
 	// badRows holds the log rows counted as dated unbelievably (by run
 	// ID), so that a row read again is not counted again.
-	badRows map[string]struct{}
+	badRows  map[string]struct{}
 	up       bool
 	lastErr  string
 	lastDur  time.Duration

@@ -144,7 +144,7 @@ func (c *clockState) endRefresh() (changed bool) {
 	case c.spanKnown:
 		// The span is a scrape interval wide: to the minute is all it
 		// tells.
-		c.skew, c.skewKnown, c.fromDate = ((c.lo+c.hi)/2).Round(time.Minute), true, false
+		c.skew, c.skewKnown, c.fromDate = ((c.lo + c.hi) / 2).Round(time.Minute), true, false
 	}
 	if !c.skewKnown {
 		return false

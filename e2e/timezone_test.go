@@ -11,11 +11,12 @@ import (
 	"github.com/dify-exporter/dify_exporter/client/difytest"
 )
 
-// TestTimeZoneEndToEnd: a Dify whose API container runs in Asia/Shanghai
-// serves every time 8 h early. The exporter measures the shift, exposes
-// it, and corrects the times, so a real Prometheus evaluating the shipped
-// rules (with their real `for`) raises no DifyWorkflowRunStuck for a run
-// started a minute ago, while DifyTimeOffsetDetected goes pending.
+// TestTimeZoneEndToEnd: a Dify on a MySQL metadb in UTC+8 dates every log
+// row 8 h late while its runs' own times stay right. The exporter measures
+// and exposes the rows' offset and leaves the runs' times alone, so a real
+// Prometheus evaluating the shipped rules (with their real `for`) raises
+// DifyWorkflowRunStuck for a run running 2 h and never for one started a
+// minute ago.
 func TestTimeZoneEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test skipped in -short mode")
@@ -28,10 +29,11 @@ func TestTimeZoneEndToEnd(t *testing.T) {
 
 	srv := difytest.NewServer()
 	t.Cleanup(srv.Close)
-	srv.SetTimeZone(8 * time.Hour)
+	srv.SetDatabase(difytest.MySQL, 8*time.Hour)
 	srv.AddApp(apiKey, difytest.App{Name: "Shanghai", Mode: "workflow"})
-	recent := difytest.NewRunID()
+	recent, stuck := difytest.NewRunID(), difytest.NewRunID()
 	recentCreated := time.Now().Add(-time.Minute)
+	srv.PutRun(apiKey, difytest.Run{ID: stuck, Status: "running", CreatedAt: time.Now().Add(-2 * time.Hour)})
 	srv.PutRun(apiKey, difytest.Run{ID: recent, Status: "running", CreatedAt: recentCreated})
 	// Runs keep starting and finishing, as in production: their log rows,
 	// written at start, date Dify's clock.
@@ -59,6 +61,7 @@ func TestTimeZoneEndToEnd(t *testing.T) {
 	exporterAddr := freeAddr(t)
 	e.start("exporter", exporterBin, "--dify.url="+srv.URL(), "--dify.api-key-file="+keyFile,
 		"--dify.app-name="+appName, "--discovery.workflow-logs", "--web.listen-address="+exporterAddr,
+		"--dify.run-id="+stuck, // older than discovery's lookback
 		"--refresh.min-interval=0")
 	e.waitReady("exporter", "http://"+exporterAddr+"/-/ready")
 
@@ -88,33 +91,38 @@ scrape_configs:
 	})
 
 	sel := fmt.Sprintf(`job=%q, app=%q`, jobName, appName)
-	e.poll("the exporter exposes the 8 h offset", func() (bool, string) {
-		v, err := prom.value(fmt.Sprintf(`dify_exporter_dify_time_offset_seconds{%s}`, sel))
-		return err == nil && v == 8*3600, fmt.Sprintf("offset %v (%v)", v, err)
+	e.poll("the exporter exposes the log rows' 8 h offset", func() (bool, string) {
+		v, err := prom.value(fmt.Sprintf(`dify_exporter_log_rows_offset_seconds{%s}`, sel))
+		return err == nil && v == 8*3600, fmt.Sprintf("rows offset %v (%v)", v, err)
 	})
+	if v, err := prom.value(fmt.Sprintf(`dify_exporter_dify_time_offset_seconds{%s}`, sel)); err != nil || v != 0 {
+		t.Errorf("correction of run times = %v (%v), want 0: the runs' own times are right", v, err)
+	}
 	e.poll("the recent run's created time is within a minute of the truth", func() (bool, string) {
 		v, err := prom.value(fmt.Sprintf(`dify_workflow_run_created_timestamp_seconds{%s, run_id=%q}`, sel, recent))
 		d := math.Abs(v - float64(recentCreated.Unix()))
 		return err == nil && d < 60, fmt.Sprintf("created %v, off by %vs (%v)", v, d, err)
 	})
-	e.poll("DifyTimeOffsetDetected is pending", func() (bool, string) {
-		s, err := prom.instant(`ALERTS{alertname="DifyTimeOffsetDetected", alertstate="pending"}`)
-		return err == nil && len(s) > 0, fmt.Sprintf("not pending (%v)", err)
-	})
-	// DifyWorkflowRunStuck waits 1m: for a run started a minute ago (on
-	// the exporter's clock), with the times 8 h early until the offset was
-	// believed, it must never fire.
-	deadline := time.Now().Add(70 * time.Second)
-	for time.Now().Before(deadline) {
-		s, err := prom.instant(`ALERTS{alertname="DifyWorkflowRunStuck"}`)
+	// DifyWorkflowRunStuck waits 1m: it fires for the run running 2 h and
+	// never for the one started a minute ago.
+	deadline := time.Now().Add(100 * time.Second)
+	fired := false
+	for time.Now().Before(deadline) && !fired {
+		s, err := prom.instant(`ALERTS{alertname="DifyWorkflowRunStuck", alertstate="firing"}`)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, a := range s {
-			if a.Metric["alertstate"] == "firing" {
-				t.Fatalf("DifyWorkflowRunStuck fired for run %s: the 8 h shift was not corrected in time", a.Metric["run_id"])
+			switch a.Metric["run_id"] {
+			case recent:
+				t.Fatalf("DifyWorkflowRunStuck fired for the run started a minute ago: its time was shifted")
+			case stuck:
+				fired = true
 			}
 		}
 		time.Sleep(2 * time.Second)
+	}
+	if !fired {
+		t.Errorf("DifyWorkflowRunStuck did not fire for the run running 2 h")
 	}
 }

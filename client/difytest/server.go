@@ -148,10 +148,10 @@ type Server struct {
 	// dates every response's Date header itself, as nginx does.
 	frontEnd func() time.Time
 	db       Database
-	dbZone   time.Duration // the database session's zone, east of UTC
-	apps    map[string]*appState // by key
-	global  map[string]*runRec   // by normalized run id, for releases before 1.7.0
-	seq     uint64
+	dbZone   time.Duration        // the database session's zone, east of UTC
+	apps     map[string]*appState // by key
+	global   map[string]*runRec   // by normalized run id, for releases before 1.7.0
+	seq      uint64
 
 	rmu sync.Mutex
 	rng *mathrand.Rand // orders ties in the logs
