@@ -4,6 +4,7 @@
 package apps
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -158,8 +159,16 @@ func (s *State) Apply(cfg *config.Config) error {
 	s.syncFilesLocked()
 	s.reloadOK.Set(1)
 	s.status = server.ReloadStatus{LoadedAt: time.Now()}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+		defer cancel()
+		s.exp.Probe(ctx)
+	}()
 	return nil
 }
+
+// probeTimeout bounds the background probe of the apps after a load.
+const probeTimeout = 30 * time.Second
 
 func (s *State) appConfig(a config.App) (collector.AppConfig, *client.Client, error) {
 	key, err := s.loader.Key(a)

@@ -137,6 +137,41 @@ func (a *App) refresh(ctx context.Context) {
 	a.inflight = nil
 }
 
+// Probe checks every app's URL, key and release in the background of a
+// start or reload, so that a wrong URL or key is logged (and shown on the
+// landing page) within seconds, not at the first scrape. What it learns
+// spares the first refresh the same calls.
+func (e *Exporter) Probe(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, a := range e.Apps() {
+		wg.Go(func() { a.probe(ctx) })
+	}
+	wg.Wait()
+}
+
+func (a *App) probe(ctx context.Context) {
+	st := &refreshState{}
+	a.mu.Lock()
+	cfg := a.cfg
+	a.mu.Unlock()
+	a.probeServer(ctx, cfg, st)
+	if !st.failed() {
+		a.fetchInfo(ctx, cfg, st)
+	}
+	up, lastErr := st.view()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.refreshd || !up {
+		// A refresh's word stands until a probe finds the app broken.
+		a.up, a.lastErr = up, lastErr
+	}
+	if up {
+		level.Info(a.logger).Log("msg", "Dify app reachable", "version", a.server.version, "mode", a.info.Mode)
+	} else {
+		level.Warn(a.logger).Log("msg", "Dify app probe failed", "err", lastErr)
+	}
+}
+
 // probeServer reads Dify's release (GET /v1/, no key needed) and clock.
 func (a *App) probeServer(ctx context.Context, cfg AppConfig, st *refreshState) {
 	s, err := cfg.API.Server(ctx)
