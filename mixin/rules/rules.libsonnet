@@ -4,8 +4,10 @@ local utils = import '../lib/utils.libsonnet';
   prometheusRules+:: {
     local config = $._config,
     local sel = utils.selector(config),
+    // The ratio of two increases equals that of two rates and is exact where the runs are
+    // (rates divide both by the window's seconds).
     local finished(window, matchers=[]) =
-      'sum by (job, app) (rate(dify_workflow_runs_finished_total%s[%s]))' % [utils.selector(config, matchers), window],
+      'sum by (job, app) (increase(dify_workflow_runs_finished_total%s[%s]))' % [utils.selector(config, matchers), window],
 
     // Every window a burn-rate alert reads, shortest first.
     local windows = std.sort(
