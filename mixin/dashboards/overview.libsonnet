@@ -1,7 +1,10 @@
+local utils = import '../lib/utils.libsonnet';
 local p = import 'panels.libsonnet';
 
 {
   local config = $._config,
+  local budget = '(1 - %g)' % config.runsObjective,
+  local sum(metric) = 'sum by (app) (%s{job=~"$job", instance=~"$instance", app=~"$app"})' % metric,
 
   grafanaDashboards+:: {
     'dify-overview.json': {
@@ -270,25 +273,88 @@ local p = import 'panels.libsonnet';
         ),
         p.stat(
           24,
-          'Dify time offset',
-          'The correction added to the times Dify serves (dify_exporter_dify_time_offset_seconds): non-zero when Dify\'s API container is not in UTC (e.g. TZ=Asia/Shanghai: times 8 h early) or its host clock is off. The exporter measures and applies it; the landing page says which. Fires DifyTimeOffsetDetected (info).',
-          p.pos(12, 57, 6, 8),
-          'max by (app) (dify_exporter_dify_time_offset_seconds{job=~"$job", instance=~"$instance", app=~"$app"})',
+          'Dify host clock skew',
+          'A: the clock of the host serving Dify\'s API minus the exporter\'s (dify_exporter_dify_clock_skew_seconds), measured from Dify\'s Date headers when the runs\' own times agree with them, else from the runs\' times; no value until measured. Beyond ' + utils.duration(config.clockSkewSeconds) + ' either way for 15 minutes it fires DifyHostClockSkew: check NTP on Dify\'s host. B: the correction the exporter adds to the run times it exports (dify_exporter_dify_time_offset_seconds): the negated skew once it is ' + utils.duration(60) + ' or more and confirmed, or the fixed --dify.time-offset.',
+          p.pos(12, 57, 4, 8),
+          'max by (app) (dify_exporter_dify_clock_skew_seconds{job=~"$job", instance=~"$instance", app=~"$app"})',
+          'skew {{app}}',
+          's',
+          thresholds=[['red', null], ['green', -config.clockSkewSeconds + 1], ['red', config.clockSkewSeconds]],
+          more=[[
+            'max by (app) (dify_exporter_dify_time_offset_seconds{job=~"$job", instance=~"$instance", app=~"$app"})',
+            'correction {{app}}',
+          ]],
+        ),
+        p.stat(
+          26,
+          'Log rows time offset',
+          'How far the created_at of Dify\'s workflow log rows is ahead of the runs\' own times (dify_exporter_log_rows_offset_seconds); no value until measured. Hours mean that Dify\'s database session is not in UTC (a MySQL or OceanBase metadb, or PostgreSQL with DB_SESSION_TIMEZONE_OVERRIDE emptied): only Dify\'s own log list shows shifted times; run times and this exporter are not affected. Beyond ' + utils.duration(config.logRowsOffsetSeconds) + ' either way for 30 minutes it fires DifyLogRowsTimeZone (info).',
+          p.pos(16, 57, 4, 8),
+          'max by (app) (dify_exporter_log_rows_offset_seconds{job=~"$job", instance=~"$instance", app=~"$app"})',
           '{{app}}',
           's',
-          thresholds=[['green', null], ['blue', 1]],
+          thresholds=[['blue', null], ['green', -config.logRowsOffsetSeconds + 1], ['blue', config.logRowsOffsetSeconds]],
         ),
         p.stat(
           25,
           'Dify server version',
           'The Dify release behind each app, as GET /v1/ reports it (dify_server_info). It decides what discovery can see: running runs are listed from 1.11.0; before that, only finished ones (see the README\'s release table).',
-          p.pos(18, 57, 6, 8),
+          p.pos(20, 57, 4, 8),
           'max by (app, version) (dify_server_info{job=~"$job", instance=~"$instance", app=~"$app"})',
           '{{app}}: {{version}}',
           'none',
           thresholds=[['text', null]],
           graph='none',
           options={ colorMode: 'none', textMode: 'name' },
+        ),
+        p.row(105, 'Error budget: ' + utils.percent(config.runsObjective) + ' of finished runs succeed over ' + config.sloPeriod, 65),
+        p.stat(
+          27,
+          'Error budget left',
+          'The share of the error budget (' + utils.percent(1 - config.runsObjective) + ' of the runs may end with status ' + config.errorStatuses + ') not yet spent over the last ' + config.sloPeriod + ', per app: 1 - error ratio / (1 - objective). Below 0 the objective is missed. The burn-rate alerts DifyWorkflowErrorBudgetBurnFast (page) and DifyWorkflowErrorBudgetBurnSlow (ticket) fire well before. From the recording rules instance_app:dify_workflow_runs_*:increase' + config.sloPeriod + '; counts only runs the exporter saw finish.',
+          p.pos(0, 66, 8, 8),
+          '1 - (%s / %s) / %s' % [sum('instance_app:dify_workflow_runs_errors:increase' + config.sloPeriod), sum('instance_app:dify_workflow_runs_finished:increase' + config.sloPeriod), budget],
+          '{{app}}',
+          'percentunit',
+          thresholds=[['red', null], ['orange', 0], ['green', 0.25]],
+          extra={ decimals: 1 },
+        ),
+        p.stat(
+          28,
+          'Runs succeeded (' + config.sloPeriod + ')',
+          'The share of the runs finished over the last ' + config.sloPeriod + ' that did not end with status ' + config.errorStatuses + ' (stopped and partial-succeeded runs count as succeeded), against the objective of ' + utils.percent(config.runsObjective) + '.',
+          p.pos(8, 66, 8, 8),
+          '1 - %s / %s' % [sum('instance_app:dify_workflow_runs_errors:increase' + config.sloPeriod), sum('instance_app:dify_workflow_runs_finished:increase' + config.sloPeriod)],
+          '{{app}}',
+          'percentunit',
+          thresholds=[['red', null], ['green', config.runsObjective]],
+          extra={ decimals: 2, max: 1 },
+        ),
+        p.timeseries(
+          29,
+          'Error budget burn rate',
+          'How many times as fast as the objective allows each app spends its error budget, over the rate interval: 1 spends it in exactly ' + config.sloPeriod + '. The alerts look at longer windows: ' + std.join('; ', [
+            '%s over %s and %s (%s)' % [w.factor, w.long, w.short, a.alert]
+            for a in config.burnRateAlerts
+            for w in a.windows
+          ]) + ' (the threshold lines).',
+          p.pos(16, 66, 8, 8),
+          [[
+            '(sum by (app) (rate(dify_workflow_runs_finished_total{job=~"$job", instance=~"$instance", app=~"$app", status=~"%s"}[$__rate_interval])) / sum by (app) (rate(dify_workflow_runs_finished_total{job=~"$job", instance=~"$instance", app=~"$app"}[$__rate_interval]))) / %s' % [config.errorStatuses, budget],
+            '{{app}}',
+          ]],
+          'suffix:×',
+          extra={
+            custom+: { thresholdsStyle: { mode: 'line' } },
+            thresholds: {
+              mode: 'absolute',
+              steps: [{ color: 'green', value: null }] + [
+                { color: if w.factor > 5 then 'red' else 'orange', value: w.factor }
+                for a in config.burnRateAlerts
+                for w in a.windows
+              ],
+            },
+          },
         ),
       ],
     },

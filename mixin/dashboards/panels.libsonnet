@@ -37,7 +37,8 @@ local steps(s) = { mode: 'absolute', steps: s };
 
   // stat shows the last value of each series; thresholds are [color, from] steps, the
   // first from null.
-  stat(id, title, description, gridPos, expr, legend, unit, thresholds=[['green', null]], mappings=[], graph='area', extra={}, options={})::
+  // more holds further [expr, legend] queries.
+  stat(id, title, description, gridPos, expr, legend, unit, thresholds=[['green', null]], mappings=[], graph='area', extra={}, options={}, more=[])::
     base(id, 'stat', title, description, gridPos) {
       fieldConfig: {
         defaults: {
@@ -58,7 +59,10 @@ local steps(s) = { mode: 'absolute', steps: s };
         wideLayout: true,
         showPercentChange: false,
       } + options,
-      targets: [target(expr, legend)],
+      targets: [target(expr, legend)] + [
+        target(more[i][0], more[i][1], std.char(std.codepoint('B') + i))
+        for i in std.range(0, std.length(more) - 1)
+      ],
     },
 
   // upDown maps 0/1 to two texts, red and green.
