@@ -197,7 +197,8 @@ func TestRuleConventions(t *testing.T) {
 	}
 	for _, want := range []string{
 		"DifyExporterDown", "DifyAPIUnreachable", "DifyWorkflowRunStuck",
-		"DifyWorkflowRunPausedTooLong", "DifyWorkflowFailureRatioHigh",
+		"DifyWorkflowRunPausedTooLong", "DifyWorkflowErrorBudgetBurnFast", "DifyWorkflowErrorBudgetBurnSlow",
+		"DifyHostClockSkew", "DifyLogRowsTimeZone",
 		"DifyWorkflowDurationP95High", "DifyTokenBurnHigh", "DifyExporterRunErrors",
 		"DifyExporterScrapeTimeouts", "DifyExporterConfigReloadFailed",
 	} {

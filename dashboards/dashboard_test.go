@@ -37,7 +37,8 @@ var exportedMetrics = setOf(
 	"dify_scrape_duration_seconds", "dify_exporter_api_requests_total",
 	"dify_exporter_run_errors_total", "dify_exporter_tracked_runs", "dify_exporter_runs_stale",
 	"dify_exporter_config_last_reload_successful", "dify_exporter_build_info",
-	"dify_exporter_refresh_age_seconds", "dify_exporter_dify_time_offset_seconds", "dify_server_info",
+	"dify_exporter_refresh_age_seconds", "dify_exporter_dify_time_offset_seconds",
+	"dify_exporter_dify_clock_skew_seconds", "dify_exporter_log_rows_offset_seconds", "dify_server_info",
 	"up",
 )
 
