@@ -16,7 +16,7 @@ import (
 // and exposes the rows' offset and leaves the runs' times alone, so a real
 // Prometheus evaluating the shipped rules (with their real `for`) raises
 // DifyWorkflowRunStuck for a run running 2 h and never for one started a
-// minute ago.
+// minute ago, while DifyLogRowsTimeZone goes pending.
 func TestTimeZoneEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test skipped in -short mode")
@@ -94,6 +94,10 @@ scrape_configs:
 	e.poll("the exporter exposes the log rows' 8 h offset", func() (bool, string) {
 		v, err := prom.value(fmt.Sprintf(`dify_exporter_log_rows_offset_seconds{%s}`, sel))
 		return err == nil && v == 8*3600, fmt.Sprintf("rows offset %v (%v)", v, err)
+	})
+	e.poll("DifyLogRowsTimeZone is pending", func() (bool, string) {
+		s, err := prom.instant(`ALERTS{alertname="DifyLogRowsTimeZone", alertstate="pending"}`)
+		return err == nil && len(s) > 0, fmt.Sprintf("not pending (%v)", err)
 	})
 	if v, err := prom.value(fmt.Sprintf(`dify_exporter_dify_time_offset_seconds{%s}`, sel)); err != nil || v != 0 {
 		t.Errorf("correction of run times = %v (%v), want 0: the runs' own times are right", v, err)
