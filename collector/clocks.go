@@ -48,6 +48,9 @@ const (
 	// maxRowsOffset bounds a believable log rows' offset: zones span
 	// UTC−12 to UTC+14, and a database host's clock may add a little.
 	maxRowsOffset = 15 * time.Hour
+	// maxSpanAge is how long what the runs showed of the host clock is
+	// kept without new runs arriving.
+	maxSpanAge = time.Hour
 	// zoneStep is the granularity of time zones, to name the cause.
 	zoneStep = 15 * time.Minute
 )
@@ -70,6 +73,7 @@ type clockState struct {
 	// them); spanKnown once a refresh had such runs.
 	lo, hi    time.Duration
 	spanKnown bool
+	spanAt    time.Time // the exporter's time of the span's refresh
 	// sample collects this refresh's bounds.
 	sampleLo, sampleHi time.Duration
 	sampled            bool
@@ -130,11 +134,16 @@ func (c *clockState) observeArrival(runTime, prev, seen time.Time) {
 
 // endRefresh folds this refresh's sample in and decides what is believed.
 // It reports whether the believed skew changed enough to say so.
-func (c *clockState) endRefresh() (changed bool) {
-	if c.sampled && c.sampleLo <= c.sampleHi {
+func (c *clockState) endRefresh(now time.Time) (changed bool) {
+	switch {
+	case c.sampled && c.sampleLo <= c.sampleHi:
 		// One refresh's arrivals that do not agree with each other (a
 		// run with a broken time) say nothing.
-		c.lo, c.hi, c.spanKnown = c.sampleLo, c.sampleHi, true
+		c.lo, c.hi, c.spanKnown, c.spanAt = c.sampleLo, c.sampleHi, true, now
+	case c.spanKnown && now.Sub(c.spanAt) > maxSpanAge:
+		// A clock set right since (NTP stepping it) must not be judged
+		// by what a quiet app's runs showed long ago.
+		c.spanKnown = false
 	}
 	c.sampled = false
 	prev, prevKnown, prevFromDate := c.skew, c.skewKnown, c.fromDate
@@ -243,7 +252,7 @@ func aheadBehind(d time.Duration) string {
 // logClocks says, once per change, what the clocks show. Call with a.mu
 // held, at the end of a refresh.
 func (a *App) logClocks() {
-	if a.clocks.endRefresh() {
+	if a.clocks.endRefresh(a.now()) {
 		level.Warn(a.logger).Log("msg", "Dify's host clock differs from the exporter's", "skew", a.clocks.skew.Round(time.Second),
 			"from_date_header", a.clocks.fromDate, "correction", a.clocks.correction(), "why", a.clocks.clockNote())
 	}

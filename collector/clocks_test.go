@@ -356,3 +356,69 @@ func TestUndecodablePageDoesNotEndThePass(t *testing.T) {
 		})
 	}
 }
+
+// What is believed of the host clock, step by step: the Date header
+// within sane bounds, unless the runs seen arriving contradict it.
+func TestClockStateBelief(t *testing.T) {
+	base := time.Unix(1_800_000_000, 0)
+	type step struct {
+		date     time.Duration // Date header minus the exporter's clock; 0: none
+		arrivals []time.Duration
+		at       time.Duration // the exporter's time since base
+	}
+	for _, tc := range []struct {
+		name           string
+		cfg            AppConfig
+		steps          []step
+		wantSkew       time.Duration
+		wantKnown      bool
+		wantCorrection time.Duration
+	}{
+		{name: "nothing measured"},
+		{name: "Date 10 min behind, no runs", steps: []step{{date: -10 * time.Minute}},
+			wantSkew: -10 * time.Minute, wantKnown: true, wantCorrection: 10 * time.Minute},
+		{name: "Date 30 s behind: noise", steps: []step{{date: -30 * time.Second}},
+			wantSkew: -30 * time.Second, wantKnown: true},
+		{name: "Date in 1970: ignored", steps: []step{{date: -56 * 365 * 24 * time.Hour}}},
+		{name: "Date 10 min behind, runs agree", steps: []step{
+			{date: -10 * time.Minute}, {date: -10 * time.Minute, at: 15 * time.Second, arrivals: []time.Duration{-10*time.Minute - 5*time.Second, -10*time.Minute - 9*time.Second}}},
+			wantSkew: -10 * time.Minute, wantKnown: true, wantCorrection: 10 * time.Minute},
+		{name: "Date 1 h ahead, runs say right", steps: []step{
+			{date: time.Hour}, {date: time.Hour, at: 15 * time.Second, arrivals: []time.Duration{-5 * time.Second, -9 * time.Second}}},
+			wantSkew: 0, wantKnown: true},
+		{name: "runs contradict, then an hour without arrivals", steps: []step{
+			{date: time.Hour}, {date: time.Hour, at: 15 * time.Second, arrivals: []time.Duration{-5 * time.Second}},
+			{date: time.Hour, at: 2 * time.Hour}},
+			wantSkew: time.Hour, wantKnown: true, wantCorrection: -time.Hour},
+		{name: "arrivals that disagree with each other say nothing", steps: []step{
+			{date: -10 * time.Minute}, {date: -10 * time.Minute, at: 15 * time.Second, arrivals: []time.Duration{-5 * time.Second, 24 * time.Hour}}},
+			wantSkew: -10 * time.Minute, wantKnown: true, wantCorrection: 10 * time.Minute},
+		{name: "--dify.time-offset=0: measured, not corrected", cfg: AppConfig{FixedTimeOffset: true},
+			steps: []step{{date: -10 * time.Minute}}, wantSkew: -10 * time.Minute, wantKnown: true},
+		{name: "--dify.time-offset=-5h: applied as given", cfg: AppConfig{FixedTimeOffset: true, TimeOffset: -5 * time.Hour},
+			steps: []step{{date: -10 * time.Minute}}, wantSkew: -10 * time.Minute, wantKnown: true, wantCorrection: -5 * time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClockState(tc.cfg)
+			prev := base
+			for _, s := range tc.steps {
+				now := base.Add(s.at)
+				if s.date != 0 {
+					c.observeDate(now.Add(s.date), now)
+				}
+				for _, a := range s.arrivals {
+					// a is the run's time on Dify's clock minus now.
+					c.observeArrival(now.Add(a), prev, now)
+				}
+				c.endRefresh(now)
+				prev = now
+			}
+			if c.skewKnown != tc.wantKnown || c.skew != tc.wantSkew {
+				t.Errorf("skew %v (known %v), want %v (known %v)", c.skew, c.skewKnown, tc.wantSkew, tc.wantKnown)
+			}
+			if got := c.correction(); got != tc.wantCorrection {
+				t.Errorf("correction %v, want %v", got, tc.wantCorrection)
+			}
+		})
+	}
+}
