@@ -36,12 +36,6 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
-func init() {
-	if version.Version == "" {
-		version.Version = "0.1.0-dev" // set with -ldflags for releases
-	}
-}
-
 // flags holds the parsed command line.
 type flags struct {
 	configFile   string
