@@ -7,7 +7,7 @@ import (
 
 // Dify serves int timestamps as int(naive_utc.timestamp()), which Python
 // reads in the API process's local zone: with TZ=Asia/Shanghai every
-// served time is 8 h early (dify-api.md, Corrections). A Dify host whose
+// served time is 8 h early (docs/dify-releases.md). A Dify host whose
 // clock is off shifts them likewise. The estimator measures the shift from
 // events the exporter sees as they happen: a run first listed just after
 // it started (or, on releases that log at finish, just after it

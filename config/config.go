@@ -44,7 +44,7 @@ type Defaults struct {
 }
 
 // TimeOffset is what is added to the times Dify serves: measured (Auto,
-// the zero value) or fixed. See the README on Dify's time zone.
+// the zero value) or fixed. See docs/clocks.md.
 type TimeOffset struct {
 	Fixed    bool
 	Duration time.Duration
