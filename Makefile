@@ -26,7 +26,7 @@ $(GOLANGCI_LINT):
 	$(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 validate: ## the deployment files, checked with the tools that read them
-	cd deploy/validate && $(GO) vet ./... && $(GO) test -count=1 ./...
+	cd deploy/validate && $(GO) vet ./... && $(GOLANGCI_LINT) run ./... && $(GO) test -count=1 ./...
 
 bench: ## the scrape, fairness and exposition benchmarks
 	$(GO) test -run '^$$' -bench 'ScrapeHTTP' -benchmem -benchtime 20x ./collector/
