@@ -277,7 +277,7 @@ func run(args []string, stderr *os.File) int {
 			return 0
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				state.Reload()
+				_ = state.Reload() // it logs and exposes its own failure
 				continue
 			}
 			level.Info(logger).Log("msg", "Shutting down", "signal", s)
