@@ -326,12 +326,13 @@ func (t *tree) decodeError(err error) error {
 	var errs errorList
 	for _, e := range te.Errors {
 		if rest, ok := strings.CutPrefix(e, posMarker); ok {
-			var pe posError
-			if _, err := fmt.Sscanf(rest, "%d %d", &pe.line, &pe.col); err == nil {
-				pe.msg = strings.SplitN(rest, " ", 3)[2]
-				sec, path := t.locate(pe.line, pe.col)
-				errs.add(fmt.Errorf("line %d: %s: %s", pe.line, where(sec, path), pe.msg))
-				continue
+			var line, col int
+			if f := strings.SplitN(rest, " ", 3); len(f) == 3 {
+				if _, err := fmt.Sscanf(rest, "%d %d", &line, &col); err == nil {
+					sec, path := t.locate(line, col)
+					errs.add(fmt.Errorf("line %d: %s: %s", line, where(sec, path), f[2]))
+					continue
+				}
 			}
 		}
 		errs.add(errors.New(t.rewrite(e)))
