@@ -1,16 +1,17 @@
 # Build a static binary, then ship it alone on a distroless, non-root base.
 #
 #   docker build \
-#     --build-arg VERSION=0.1.0 \
+#     --build-arg VERSION="$(cat VERSION)" \
 #     --build-arg REVISION="$(git rev-parse HEAD)" \
 #     --build-arg BRANCH="$(git rev-parse --abbrev-ref HEAD)" \
 #     --build-arg BUILD_USER="$(id -un)@$(hostname)" \
 #     --build-arg BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-#     -t REGISTRY/dify_exporter:0.1.0 .
+#     -t "REGISTRY/dify_exporter:$(cat VERSION)" .
 #
 # The values stamp `dify_exporter --version` (prometheus/common/version) and the OCI labels.
-# .git is not in the build context, so REVISION is "unknown" unless given.
-ARG VERSION=0.1.0-dev
+# Without VERSION the binary reports the VERSION file's (the OCI label stays empty); .git is
+# not in the build context, so REVISION is "unknown" unless given.
+ARG VERSION=
 ARG REVISION=
 ARG BRANCH=
 ARG BUILD_USER=docker

@@ -1,16 +1,27 @@
 package main
 
 import (
+	_ "embed"
 	"runtime/debug"
+	"strings"
 
 	"github.com/prometheus/common/version"
 )
 
-// A plain `go build` or `go run` in a git checkout gets no -ldflags, but the go command embeds
-// the commit: take version.Revision and version.BuildDate from it so that --version and
-// dify_exporter_build_info still name the build. Values stamped with -ldflags -X win; this
-// fills only what is empty (main.go's init fills version.Version the same way).
+// versionFile is the one place the version is written; releases may still stamp another
+// with -ldflags.
+//
+//go:embed VERSION
+var versionFile string
+
+// A plain `go build` in a git checkout gets no -ldflags, but the go command embeds the commit
+// (`go run` and `go test` do not): take version.Revision and version.BuildDate from it so that
+// --version and dify_exporter_build_info still name the build. Values stamped with -ldflags -X
+// win; this fills only what is empty.
 func init() {
+	if version.Version == "" {
+		version.Version = strings.TrimSpace(versionFile)
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		stampFromVCS(bi.Settings)
 	}

@@ -36,12 +36,6 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
-func init() {
-	if version.Version == "" {
-		version.Version = "0.1.0-dev" // set with -ldflags for releases
-	}
-}
-
 // flags holds the parsed command line.
 type flags struct {
 	configFile   string
@@ -283,7 +277,7 @@ func run(args []string, stderr *os.File) int {
 			return 0
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				state.Reload()
+				_ = state.Reload() // it logs and exposes its own failure
 				continue
 			}
 			level.Info(logger).Log("msg", "Shutting down", "signal", s)

@@ -454,8 +454,12 @@ func TestVersion(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit code %d; stderr %s", code, stderr)
 	}
-	if out := stdout + stderr; !strings.Contains(out, "dify_exporter, version 0.1.0-dev") {
-		t.Errorf("--version printed %q", out)
+	file, err := os.ReadFile("VERSION")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "dify_exporter, version " + strings.TrimSpace(string(file)) + " "; !strings.Contains(stdout+stderr, want) {
+		t.Errorf("--version printed %q; want %q, the VERSION file's", stdout+stderr, want)
 	}
 }
 

@@ -1,6 +1,6 @@
 // Package client talks to Dify's service API (/v1) with an app key. It
 // knows nothing of Prometheus: it returns typed runs and typed errors, and
-// tolerates what older Dify versions send (see shared/dify-api.md).
+// tolerates what older Dify versions send (see docs/dify-releases.md).
 package client
 
 import (

@@ -31,7 +31,7 @@ const (
 
 var t0 = time.Unix(1705407629, 0).UTC()
 
-// wantRun is the documented example run (dify-api.md §1) as client.Run.
+// wantRun is the documented example run (Dify's API documentation) as client.Run.
 var wantRun = client.Run{
 	ID: runID, WorkflowID: wfID, Status: client.StatusSucceeded,
 	TotalTokens: 150, TotalSteps: 3, Elapsed: 1230 * time.Millisecond,
@@ -537,7 +537,7 @@ func TestInfoEras(t *testing.T) {
 }
 
 // releases covers every era of the run-detail endpoint and every change
-// of the logs the client reads (dify-api.md "Corrections").
+// of the logs the client reads (docs/dify-releases.md).
 var releases = strings.Fields("0.8.1 1.0.0 1.1.3 1.3.0 1.3.1 1.6.0 1.7.0 1.9.1 1.10.1 1.11.0 1.12.1 1.13.0 1.13.1 1.14.1")
 
 func TestRunAcrossReleases(t *testing.T) {
@@ -593,7 +593,7 @@ func TestRunAcrossReleases(t *testing.T) {
 }
 
 func TestRunEraBReadsForeignRuns(t *testing.T) {
-	// Eras A and B do not scope runs to the app (dify-api.md §1): the
+	// Eras A and B do not scope runs to the app (docs/dify-releases.md): the
 	// client just reports what it gets.
 	s := newServer(t)
 	s.SetEra(difytest.EraB)

@@ -10,7 +10,7 @@ import (
 )
 
 // The wire types below decode what every Dify era has sent (see
-// shared/dify-api.md §1). inputs and outputs are user data: they are not
+// docs/dify-releases.md). inputs and outputs are user data: they are not
 // declared, so they are never decoded, whatever their shape.
 
 type wireRun struct {

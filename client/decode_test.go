@@ -8,7 +8,7 @@ import (
 )
 
 // Bodies as each Dify era sends them for the documented example run
-// (shared/dify-api.md §1).
+// (Dify's API documentation).
 func TestDecodeRunAcrossEras(t *testing.T) {
 	want := Run{
 		ID: "fb47b2e6-5e43-4f90-be01-d5c5a088d156", WorkflowID: "7c3e33d4-2a8b-4e5f-9b1a-d3c6e8f12345",

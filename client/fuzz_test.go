@@ -16,7 +16,7 @@ const (
 	fuzzRunID = "fb47b2e6-5e43-4f90-be01-d5c5a088d156"
 )
 
-// Bodies from shared/dify-api.md and the shapes each Dify era sends.
+// Bodies from Dify's API documentation and the shapes each Dify era sends.
 var runSeeds = []string{
 	// §1, newest (dify-docs example).
 	`{"id":"fb47b2e6-5e43-4f90-be01-d5c5a088d156","workflow_id":"7c3e33d4-2a8b-4e5f-9b1a-d3c6e8f12345",

@@ -91,7 +91,7 @@ type App struct {
 	lastDur  time.Duration
 	stale    int
 	oldest   time.Duration // age of the least recently refreshed unfinished run's data
-	refreshd bool          // a refresh has ended
+	hasEnded bool          // a refresh has ended
 }
 
 // serverState is what GET /v1/ and the Date headers tell of the server.
@@ -241,7 +241,7 @@ func (a *App) Status() Status {
 	defer a.mu.Unlock()
 	return Status{Name: a.name, Mode: a.info.Mode, ServerVersion: a.server.version, Note: a.server.note,
 		TimeOffset: a.clocks.correction(), TimeOffsetNote: a.clocks.clockNote(),
-		Refreshed: a.refreshd, Up: a.up, LastError: a.lastErr,
+		Refreshed: a.hasEnded, Up: a.up, LastError: a.lastErr,
 		Tracked: len(a.store.runs), Stale: a.stale}
 }
 

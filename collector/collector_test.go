@@ -90,7 +90,7 @@ func finishedRun(id, status string) difytest.Run {
 }
 
 // putPaused adds a run waiting for human input: unlike a running run, it
-// keeps the tokens and steps it had at the pause (dify-api.md, Corrections).
+// keeps the tokens and steps it had at the pause (docs/dify-releases.md).
 func putPaused(f *fixture, id string) difytest.Run {
 	r := finishedRun(id, "paused")
 	r.FinishedAt = time.Time{}

@@ -324,11 +324,8 @@ func TestExpiredRunsAreNotRediscovered(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, withDiscovery(tc.max))
 			f.refresh(t) // the first look at the logs: empty
-			var ids []string
 			for i := range 3 {
-				id := difytest.NewRunID()
-				ids = append(ids, id)
-				f.srv.PutRun(testKey, difytest.Run{ID: id, WorkflowID: wfID, Status: "succeeded", TotalTokens: 10,
+				f.srv.PutRun(testKey, difytest.Run{ID: difytest.NewRunID(), WorkflowID: wfID, Status: "succeeded", TotalTokens: 10,
 					CreatedAt: f.now().Add(time.Duration(i) * time.Second), FinishedAt: f.now().Add(time.Minute), ElapsedTime: 2})
 			}
 			for range 4 {

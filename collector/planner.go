@@ -10,7 +10,7 @@ import (
 // unfinished run current at the least cost the server's release allows.
 // It is pure: the app hands it what it knows, it hands back a plan.
 //
-// Cost per refresh, in API calls (see README "How a scrape works"):
+// Cost per refresh, in API calls (see docs/dify-releases.md):
 //   - logs at start (Dify 1.11.0 on): pages(new rows + rows back to the
 //     oldest covered unfinished run) + one detail call per unfinished run
 //     left uncovered; the cover is chosen to minimise the sum.

@@ -161,7 +161,7 @@ func (a *App) probe(ctx context.Context) {
 	up, lastErr := st.view()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !a.refreshd || !up {
+	if !a.hasEnded || !up {
 		// A refresh's word stands until a probe finds the app broken.
 		a.up, a.lastErr = up, lastErr
 	}
@@ -325,7 +325,7 @@ func (a *App) publish(st *refreshState, gen uint64, provisional bool) {
 		}
 		return
 	}
-	a.refreshd = true
+	a.hasEnded = true
 	// Log when a failure starts, changes or ends, not on every scrape.
 	switch {
 	case a.lastErr != "" && a.lastErr != prevErr:
@@ -366,10 +366,10 @@ func (a *App) fetchRuns(ctx context.Context, cancel context.CancelCauseFunc, cfg
 		g.Go(func() error {
 			if ctx.Err() != nil {
 				a.skip(ctx, id)
-				return nil
+				return nil //nolint:nilerr // skip counts it; the group carries no errors
 			}
 			run, err := cfg.API.Run(ctx, id)
-			if err != nil && context.Cause(ctx) == errAbandoned {
+			if err != nil && errors.Is(context.Cause(ctx), errAbandoned) {
 				a.skip(ctx, id)
 				return nil
 			}
@@ -389,7 +389,7 @@ func (a *App) fetchRuns(ctx context.Context, cancel context.CancelCauseFunc, cfg
 // lack of time are counted as timeouts; those skipped because the refresh
 // was abandoned are not (its cause is counted once).
 func (a *App) skip(ctx context.Context, id string) {
-	if context.Cause(ctx) != errAbandoned {
+	if !errors.Is(context.Cause(ctx), errAbandoned) {
 		a.counters.runErrors.WithLabelValues(a.name, client.KindTimeout.String()).Inc()
 	}
 	a.mu.Lock()

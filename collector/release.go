@@ -57,7 +57,7 @@ func (r release) String() string {
 }
 
 // visibility is what a Dify release's workflow logs let discovery see
-// (dify-api.md, Corrections: "When the log row is written").
+// (docs/dify-releases.md, "log row written").
 type visibility int
 
 const (

@@ -12,7 +12,7 @@ import (
 // Source says how the exporter learnt of a run. A run may have several.
 type Source uint8
 
-// The run sources of DESIGN.md.
+// Where a tracked run's ID came from (docs/configuration-and-flags.md).
 const (
 	SourceStatic Source = 1 << iota
 	SourceFile

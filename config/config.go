@@ -44,7 +44,7 @@ type Defaults struct {
 }
 
 // TimeOffset is what is added to the times Dify serves: measured (Auto,
-// the zero value) or fixed. See the README on Dify's time zone.
+// the zero value) or fixed. See docs/clocks.md.
 type TimeOffset struct {
 	Fixed    bool
 	Duration time.Duration
@@ -191,13 +191,13 @@ func parse(data []byte, d Defaults) (*Config, error) {
 		return nil, errors.New("the file holds more than one YAML document (---): want one")
 	}
 
+	// Every error of the file is reported, not only the first.
+	var errs errorList
 	if raw.Defaults != nil {
-		if err := checkCommon(&raw.Defaults.rawCommon, tree.defaults, "defaults"); err != nil {
-			return nil, err
-		}
+		errs.add(checkCommon(&raw.Defaults.rawCommon, tree.defaults, "defaults"))
 	}
 	if len(raw.Apps) == 0 {
-		return nil, fmt.Errorf("%sno apps: want apps: with at least one app", linePrefix(keyNode(tree.top, "apps")))
+		errs.add(fmt.Errorf("%sno apps: want apps: with at least one app", linePrefix(keyNode(tree.top, "apps"))))
 	}
 	c := &Config{Apps: make([]App, 0, len(raw.Apps))}
 	seen := map[string]int{}
@@ -206,14 +206,19 @@ func parse(data []byte, d Defaults) (*Config, error) {
 		an := tree.app(i)
 		a, err := buildApp(ra, raw.Defaults, d, tree, an, i)
 		if err != nil {
-			return nil, err
+			errs.add(err)
+			continue
 		}
 		if j, ok := seen[a.Name]; ok {
-			return nil, fmt.Errorf("%sapp %q (apps[%d]) has the same name as apps[%d]%s: names must be unique",
-				linePrefix(keyNode(an, "name")), a.Name, i, j, atLine(keyNode(tree.app(j), "name")))
+			errs.add(fmt.Errorf("%sapp %q (apps[%d]) has the same name as apps[%d]%s: names must be unique",
+				linePrefix(keyNode(an, "name")), a.Name, i, j, atLine(keyNode(tree.app(j), "name"))))
+			continue
 		}
 		seen[a.Name] = i
 		c.Apps = append(c.Apps, a)
+	}
+	if err := errs.err(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -264,7 +269,9 @@ type rawDiscovery struct {
 // carry the YAML position.
 type duration time.Duration
 
-func (d *duration) UnmarshalYAML(n *yaml.Node) error {
+func (d *duration) UnmarshalYAML(n *yaml.Node) error { return collect(d.unmarshal(n)) }
+
+func (d *duration) unmarshal(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
 		return &posError{line: n.Line, col: n.Column, msg: "want a duration like 90s, 30m or 1h, got " + kindName(n)}
 	}
@@ -278,7 +285,9 @@ func (d *duration) UnmarshalYAML(n *yaml.Node) error {
 
 type timeOffset TimeOffset
 
-func (t *timeOffset) UnmarshalYAML(n *yaml.Node) error {
+func (t *timeOffset) UnmarshalYAML(n *yaml.Node) error { return collect(t.unmarshal(n)) }
+
+func (t *timeOffset) unmarshal(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
 		return &posError{line: n.Line, col: n.Column, msg: "time_offset: want auto, 0 or a duration like 8h or -5h, got " + kindName(n)}
 	}
@@ -308,7 +317,9 @@ type httpConfig struct {
 	cfg promconfig.HTTPClientConfig
 }
 
-func (h *httpConfig) UnmarshalYAML(n *yaml.Node) error {
+func (h *httpConfig) UnmarshalYAML(n *yaml.Node) error { return collect(h.unmarshal(n)) }
+
+func (h *httpConfig) unmarshal(n *yaml.Node) error {
 	budget := maxCheckedNodes
 	if err := checkKnown(n, reflect.TypeOf(plainHTTPClientConfig{}), 0, &budget); err != nil {
 		return err
@@ -329,7 +340,9 @@ func (h *httpConfig) UnmarshalYAML(n *yaml.Node) error {
 // truncate 1.5 to 1).
 type integer int
 
-func (i *integer) UnmarshalYAML(n *yaml.Node) error {
+func (i *integer) UnmarshalYAML(n *yaml.Node) error { return collect(i.unmarshal(n)) }
+
+func (i *integer) unmarshal(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
 		got := kindName(n)
 		if n.Kind == yaml.ScalarNode {

@@ -323,16 +323,63 @@ func (t *tree) decodeError(err error) error {
 	if !errors.As(err, &te) {
 		return fmt.Errorf("invalid config: %s", strings.TrimPrefix(oneLine(err.Error()), "yaml: "))
 	}
-	msgs := make([]string, 0, len(te.Errors))
-	seen := map[string]bool{}
+	var errs errorList
 	for _, e := range te.Errors {
-		if m := t.rewrite(e); !seen[m] {
-			seen[m] = true
-			msgs = append(msgs, m)
+		if rest, ok := strings.CutPrefix(e, posMarker); ok {
+			var line, col int
+			if f := strings.SplitN(rest, " ", 3); len(f) == 3 {
+				if _, err := fmt.Sscanf(rest, "%d %d", &line, &col); err == nil {
+					sec, path := t.locate(line, col)
+					errs.add(fmt.Errorf("line %d: %s: %s", line, where(sec, path), f[2]))
+					continue
+				}
+			}
 		}
+		errs.add(errors.New(t.rewrite(e)))
 	}
-	if len(msgs) > 5 {
-		msgs = append(msgs[:5], fmt.Sprintf("and %d more errors", len(msgs)-5))
+	return errs.err()
+}
+
+// posMarker starts a posError carried through yaml.v3 as a TypeError's message.
+const posMarker = "\x00pos "
+
+// collect turns a posError into a yaml.TypeError: yaml.v3 gathers those and decodes the rest
+// of the file, where any other error of an unmarshaler stops it and hides the errors after.
+func collect(err error) error {
+	var pe *posError
+	if errors.As(err, &pe) {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("%s%d %d %s", posMarker, pe.line, pe.col, pe.msg)}}
+	}
+	return err
+}
+
+// errorList gathers the errors of a file, each once, to report them all in one line.
+type errorList struct {
+	msgs []string
+	seen map[string]bool
+}
+
+func (l *errorList) add(err error) {
+	if err == nil {
+		return
+	}
+	if l.seen == nil {
+		l.seen = map[string]bool{}
+	}
+	if m := err.Error(); !l.seen[m] {
+		l.seen[m] = true
+		l.msgs = append(l.msgs, m)
+	}
+}
+
+// err is nil without errors; past five, the rest are counted.
+func (l *errorList) err() error {
+	msgs := l.msgs
+	switch {
+	case len(msgs) == 0:
+		return nil
+	case len(msgs) > 5:
+		msgs = append(msgs[:5:5], fmt.Sprintf("and %d more errors", len(msgs)-5))
 	}
 	return errors.New(strings.Join(msgs, "; "))
 }

@@ -25,7 +25,7 @@ const (
 )
 
 // exportedMetrics are the metric names the exporter (and Prometheus, for up) exposes
-// (see DESIGN.md); the histogram contributes its _bucket/_sum/_count series.
+// (docs/metrics.md); the histogram contributes its _bucket/_sum/_count series.
 var exportedMetrics = setOf(
 	"dify_workflow_run_tokens", "dify_workflow_run_steps", "dify_workflow_run_elapsed_seconds",
 	"dify_workflow_run_status", "dify_workflow_run_created_timestamp_seconds",

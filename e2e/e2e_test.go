@@ -509,7 +509,7 @@ func buildExporter(t *testing.T, root, dir string) string {
 	bin := filepath.Join(dir, "dify_exporter")
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Fatal("the go command is not in PATH")
 	}
 	build := exec.Command(goBin, "build", "-o", bin, "github.com/dify-exporter/dify_exporter")
 	build.Dir = root

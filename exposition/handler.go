@@ -21,7 +21,7 @@ import (
 var Formats = []expfmt.Format{expfmt.FmtOpenMetrics_1_0_0, expfmt.FmtOpenMetrics_0_0_1, expfmt.FmtText}
 
 // GzipLevel is the gzip level of the responses, chosen by measurement
-// (see README, Performance).
+// (see docs/operations.md, Performance).
 const GzipLevel = gzip.BestSpeed
 
 // Handler serves one exposition of c's per-run families and g's families,

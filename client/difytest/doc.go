@@ -11,7 +11,7 @@
 //	GET /health                       the API server's health probe (outside /v1)
 //
 // Behaviour, JSON shapes and error bodies follow the project's reference
-// /work/shared/dify-api.md (its "Corrections" section first), release by
+// docs/dify-releases.md, as read from Dify's source at each release tag, release by
 // release: [Server.SetServerVersion] selects a Dify version (default
 // [DefaultVersion]), which GET /v1/ and X-Version report; [Era] names a
 // representative release of each stretch of the run-detail endpoint. The
@@ -79,7 +79,7 @@
 // (running, paused, succeeded, failed, stopped, partial-succeeded) for the
 // exporter's --demo mode and for tests.
 //
-// Choices where dify-api.md leaves room (or marks a fact UNVERIFIED):
+// Choices where Dify's source leaves room:
 //
 //   - Log rows, once written, follow the release they were written under;
 //     the release decides only how later puts write them.

@@ -274,7 +274,7 @@ func (s *Server) answer(ep Endpoint, runID string, r *http.Request) response {
 }
 
 // authenticate follows validate_and_get_api_token and validate_app_token
-// (dify-api.md §1 errors). Call with s.mu held.
+// (Dify's error bodies). Call with s.mu held.
 func (s *Server) authenticate(r *http.Request) (*appState, response, bool) {
 	h := r.Header.Get("Authorization")
 	if h == "" || !strings.Contains(h, " ") {

@@ -59,7 +59,7 @@ func newReleaseServer(t *testing.T, v string) *Server {
 }
 
 func TestLogEntryByRelease(t *testing.T) {
-	// The run of dify-api.md §2a, finished a second after it started.
+	// The documented example run, finished a second after it started.
 	run := func(exc, trig, typ, loggedAt, details string) string {
 		return `{"page":1,"limit":20,"total":1,"has_more":false,"data":[{"id":"LOG","workflow_run":{"id":"fb47b2e6-5e43-4f90-be01-d5c5a088d156","version":"2025-01-16 12:00:00.000000",` +
 			`"status":"succeeded","error":null,"elapsed_time":1.23,"total_tokens":150,"total_steps":3,"created_at":1705407629,"finished_at":1705407630` + exc + trig + `},` +

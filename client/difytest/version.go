@@ -11,7 +11,7 @@ import (
 const DefaultVersion = "1.14.1"
 
 // Era names a stretch of Dify releases with the same run-detail endpoint
-// (the table in dify-api.md "Corrections"). The truth is the release
+// (the table in docs/dify-releases.md). The truth is the release
 // ([Server.SetServerVersion]); an Era only picks a representative one.
 // The zero value is the newest.
 type Era int
@@ -118,7 +118,7 @@ const (
 )
 
 // behaviour is what a release does, derived once from its version
-// (dify-api.md "Corrections").
+// (docs/dify-releases.md).
 type behaviour struct {
 	runRoute       bool // GET /workflows/run/{id} exists (0.6.15, #6411)
 	logsRoute      bool // GET /workflows/logs exists (0.8.2, #8323)

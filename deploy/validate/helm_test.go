@@ -82,13 +82,19 @@ var chartKinds = map[string]bool{"Deployment": true, "Service": true, "ConfigMap
 // undefined values an error, and decodes every object strictly.
 func render(t *testing.T, values string) (rendered, error) {
 	t.Helper()
-	ch, err := loader.Load(chartDir)
-	if err != nil {
-		t.Fatalf("load chart: %v", err)
-	}
 	vals, err := chartutil.ReadValues([]byte(values))
 	if err != nil {
 		t.Fatal(err)
+	}
+	return renderValues(t, vals)
+}
+
+// renderValues is render with values already parsed (e.g. from --set flags).
+func renderValues(t *testing.T, vals chartutil.Values) (rendered, error) {
+	t.Helper()
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatalf("load chart: %v", err)
 	}
 	top, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{Name: "dify", Namespace: namespace, Revision: 1, IsInstall: true}, chartutil.DefaultCapabilities)
 	if err != nil {
