@@ -65,6 +65,7 @@ type App struct {
 	counters *counters
 	logger   log.Logger
 	now      func() time.Time
+	insp     *inspector // what the operator pages show (inspect.go)
 
 	mu       sync.Mutex
 	cfg      AppConfig // replaced by reloads; a refresh works on a copy
@@ -129,6 +130,8 @@ func newApp(cfg AppConfig, c *counters, now func() time.Time, logger log.Logger)
 		rows:     rowIndex{max: maxIndexedRows},
 		tz:       newOffsetEstimator(!cfg.FixedTimeOffset, cfg.TimeOffset),
 	}
+	a.insp, a.logger = newInspector(now), refreshLogger{a.insp, logger} // inspect: hook
+	a.store.insp = a.insp                                               // inspect: hook
 	a.SetRunIDs(SourceStatic, cfg.RunIDs)
 	c.initApp(cfg.Name)
 	return a
@@ -165,6 +168,7 @@ func (a *App) reconfigure(c AppConfig) {
 		a.store.shard = newShardFilter(c)
 		for id := range a.store.runs {
 			if !a.store.shard.keeps(id) {
+				a.store.depart(id, WhyOtherShard, "") // inspect: hook
 				a.store.delete(id)
 			}
 		}
@@ -204,6 +208,9 @@ func (a *App) Register(id string) error {
 	r, err := a.store.add(id, SourceRegistered, 0)
 	if err == nil && r == nil {
 		return ErrOtherShard
+	}
+	if err != nil || r == nil {
+		a.store.depart(id, WhyRefused, refusedWhy(err)) // inspect: hook
 	}
 	if err == nil && !tracked {
 		// Registration happens while a run goes (a chatflow posts its own
@@ -260,5 +267,6 @@ func (a *App) countError(err error) {
 	if err == nil {
 		return
 	}
+	a.insp.noteError(err) // inspect: hook
 	a.counters.runErrors.WithLabelValues(a.name, client.KindOf(err).String()).Inc()
 }
