@@ -130,8 +130,8 @@ func newApp(cfg AppConfig, c *counters, now func() time.Time, logger log.Logger)
 		rows:     rowIndex{max: maxIndexedRows},
 		tz:       newOffsetEstimator(!cfg.FixedTimeOffset, cfg.TimeOffset),
 	}
-	a.insp, a.logger = newInspector(now), refreshLogger{a.insp, logger} // inspect: hook
-	a.store.insp = a.insp                                               // inspect: hook
+	a.insp = newInspector(now)                                     // inspect: hook
+	a.logger, a.store.insp = refreshLogger{a.insp, logger}, a.insp // inspect: hook
 	a.SetRunIDs(SourceStatic, cfg.RunIDs)
 	c.initApp(cfg.Name)
 	return a
