@@ -232,7 +232,7 @@ func (s *store) removeSource(id string, src Source) {
 	r.sources &^= src
 	if r.sources == 0 || r.gone && r.sources&listed == 0 {
 		s.depart(id, WhyUnlisted, "") // inspect: hook
-		s.delete(id) // a gone run is kept only while listed
+		s.delete(id)                  // a gone run is kept only while listed
 		return
 	}
 	s.recount(before, r.sources)
