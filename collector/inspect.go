@@ -128,12 +128,12 @@ func (a *App) beginRefresh(ctx context.Context, gen uint64) {
 	r := &refreshRecord{Refresh: Refresh{ID: gen, Start: in.now(), Running: true},
 		calls: make(map[[2]string]int), changed: make(map[string]struct{})}
 	if hasDeadline {
-		r.Timeout = deadline.Sub(r.Start)
+		r.Timeout = time.Until(deadline) // a context's deadline is on the wall clock
 	}
 	in.ring[in.next] = r
 	in.next = (in.next + 1) % keptRefreshes
 	in.cur = r
-	r.line(in.now(), "msg", "Refresh started", "timeout", r.Timeout)
+	r.line(in.now(), "level", "debug", "msg", "Refresh started", "timeout", r.Timeout)
 }
 
 // endRefresh closes the current record with the app's health. Call with
@@ -152,7 +152,7 @@ func (a *App) endRefresh(st *refreshState) {
 	r.Tracked = len(a.store.runs)
 	r.RunsChanged = len(r.changed)
 	r.changed = nil
-	r.line(now, "msg", "Refresh ended", "up", up, "duration", r.Duration, "runs_changed", r.RunsChanged, "err", lastErr)
+	r.line(now, "level", "debug", "msg", "Refresh ended", "up", up, "duration", r.Duration, "runs_changed", r.RunsChanged, "err", lastErr)
 	in.cur, in.last = nil, r
 }
 
