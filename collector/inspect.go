@@ -109,6 +109,7 @@ type inspector struct {
 	cur       *refreshRecord
 	last      *refreshRecord // the last ended refresh
 	covered   map[string]struct{}
+	counts    RunCounts // as of the last refresh's end
 	departed  departures
 	runErrors boundedErrors
 }
@@ -140,6 +141,7 @@ func (a *App) beginRefresh(ctx context.Context, gen uint64) {
 // a.mu held.
 func (a *App) endRefresh(st *refreshState) {
 	up, lastErr := st.view()
+	counts := a.countRuns()
 	in := a.insp
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -154,6 +156,8 @@ func (a *App) endRefresh(st *refreshState) {
 	r.changed = nil
 	r.line(now, "level", "debug", "msg", "Refresh ended", "up", up, "duration", r.Duration, "runs_changed", r.RunsChanged, "err", lastErr)
 	in.cur, in.last = nil, r
+	counts.CountedBy = r.ID
+	in.counts = counts
 }
 
 // noteCall counts one request of the running refresh.

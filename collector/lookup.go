@@ -355,21 +355,41 @@ type Overview struct {
 	// RefreshAge is the age of the least recently refreshed unfinished
 	// run's data.
 	RefreshAge time.Duration
+	RunCounts
+	// Departed counts the departures remembered.
+	Departed int
+}
+
+// RunCounts counts an app's tracked runs by source and status, as of
+// the end of refresh CountedBy (0: counted now, before any refresh): a
+// count costs a pass over every run, so the landing page does not pay it.
+type RunCounts struct {
+	CountedBy uint64
 	// BySource and ByStatus count the tracked runs; a run with several
 	// sources counts under each. "new" counts runs not fetched yet,
 	// "gone" those Dify answered 404 for.
 	BySource map[string]int
 	ByStatus map[string]int
-	// Departed counts the departures remembered.
-	Departed int
 }
 
-// Overview counts the app's runs by source and status.
+// Overview returns the app's health and its runs' counts.
 func (a *App) Overview() Overview {
 	st := a.Status()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	o := Overview{Status: st, RefreshAge: a.oldest, BySource: make(map[string]int), ByStatus: make(map[string]int)}
+	o := Overview{Status: st, RefreshAge: a.oldest}
+	a.insp.mu.Lock()
+	o.RunCounts = a.insp.counts
+	o.Departed = len(a.insp.departed.index)
+	a.insp.mu.Unlock()
+	if o.BySource == nil {
+		o.RunCounts = a.countRuns()
+	}
+	return o
+}
+
+// countRuns counts the runs by source and status. Call with a.mu held.
+func (a *App) countRuns() RunCounts {
 	var bySource [4]int
 	byStatus := make([]int, len(client.Statuses))
 	var fresh, gone, other int
@@ -392,15 +412,13 @@ func (a *App) Overview() Overview {
 			}
 		}
 	}
+	c := RunCounts{BySource: make(map[string]int), ByStatus: make(map[string]int)}
 	for i, s := range sourceNames {
-		o.BySource[s.name] = bySource[i]
+		c.BySource[s.name] = bySource[i]
 	}
 	for i, s := range client.Statuses {
-		o.ByStatus[string(s)] = byStatus[i]
+		c.ByStatus[string(s)] = byStatus[i]
 	}
-	o.ByStatus["new"], o.ByStatus["gone"], o.ByStatus["other"] = fresh, gone, other
-	a.insp.mu.Lock()
-	o.Departed = len(a.insp.departed.index)
-	a.insp.mu.Unlock()
-	return o
+	c.ByStatus["new"], c.ByStatus["gone"], c.ByStatus["other"] = fresh, gone, other
+	return c
 }
