@@ -2,7 +2,6 @@ package apps
 
 import (
 	"fmt"
-	"net/url"
 
 	promconfig "github.com/prometheus/common/config"
 	"go.yaml.in/yaml/v3"
@@ -57,19 +56,10 @@ func (s *State) ShownConfig() string {
 }
 
 func show(a config.App) shownApp {
-	s := shownApp{Name: a.Name, URL: redactURL(a.URL), APIKeyFile: a.APIKeyFile, APIKeyEnv: a.APIKeyEnv,
+	s := shownApp{Name: a.Name, URL: a.URL, APIKeyFile: a.APIKeyFile, APIKeyEnv: a.APIKeyEnv,
 		RunIDs: a.RunIDs, RunIDsFile: a.RunIDsFile, Timeout: a.Timeout.String(), Concurrency: a.Concurrency,
 		RateLimit: a.RateLimit, TimeOffset: a.TimeOffset.String(), HTTPClientConfig: a.HTTPClientConfig}
 	s.Discovery.WorkflowLogs, s.Discovery.Lookback = a.Discovery.WorkflowLogs, a.Discovery.Lookback.String()
 	s.Runs.Retention, s.Runs.Max = a.Runs.Retention.String(), a.Runs.Max
 	return s
-}
-
-// redactURL hides a URL's user info, which may hold a password.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	return u.Redacted()
 }

@@ -83,12 +83,18 @@ func BenchmarkInspect(b *testing.B) {
 // nopAPI is a Dify that is never called.
 type nopAPI struct{}
 
-func (nopAPI) Run(context.Context, string) (client.Run, error) { return client.Run{}, errors.New("unused") }
+func (nopAPI) Run(context.Context, string) (client.Run, error) {
+	return client.Run{}, errors.New("unused")
+}
 func (nopAPI) WorkflowLogs(context.Context, client.LogsQuery) (client.LogPage, error) {
 	return client.LogPage{}, errors.New("unused")
 }
-func (nopAPI) Info(context.Context) (client.AppInfo, error)       { return client.AppInfo{}, errors.New("unused") }
-func (nopAPI) Server(context.Context) (client.ServerInfo, error) { return client.ServerInfo{}, errors.New("unused") }
+func (nopAPI) Info(context.Context) (client.AppInfo, error) {
+	return client.AppInfo{}, errors.New("unused")
+}
+func (nopAPI) Server(context.Context) (client.ServerInfo, error) {
+	return client.ServerInfo{}, errors.New("unused")
+}
 
 // BenchmarkInspectorMemory reports the most an app's inspector keeps:
 // every departure, run error and refresh log slot full (the set of runs

@@ -107,13 +107,13 @@ func TestBrowser(t *testing.T) {
 	const pwn = `<script>document.body.setAttribute("data-pwned","1")</script><img src=x onerror="document.body.setAttribute('data-pwned','2')">`
 	f := newFixture(t, "", collector.AppConfig{Discovery: true, Lookback: time.Hour, Retention: time.Hour})
 	now := time.Now()
-	registered := f.put(difytest.Run{WorkflowID: pwn, Status: "running", CreatedAt: now.Add(-3 * time.Minute), TotalTokens: 1200, TotalSteps: 4})
+	registered := f.put(difytest.Run{WorkflowID: pwn, Version: "2025-03-01 10:00:00.000000", Status: "running", CreatedAt: now.Add(-3 * time.Minute), TotalTokens: 1200, TotalSteps: 4})
 	if err := f.exp.Register(testName, registered); err != nil {
 		t.Fatal(err)
 	}
-	f.put(difytest.Run{Status: "succeeded", CreatedAt: now.Add(-10 * time.Minute), FinishedAt: now.Add(-8 * time.Minute), TotalTokens: 830, TotalSteps: 6})
-	f.put(difytest.Run{Status: "failed", CreatedAt: now.Add(-7 * time.Minute), FinishedAt: now.Add(-6 * time.Minute), TotalTokens: 95, TotalSteps: 2})
-	f.put(difytest.Run{Status: "running", CreatedAt: now.Add(-time.Minute), TotalTokens: 40, TotalSteps: 1})
+	f.put(difytest.Run{WorkflowID: "3c90c3cc-0d44-4b50-8888-8dd25736052a", Version: "2025-02-01 09:00:00.000000", Status: "succeeded", CreatedAt: now.Add(-10 * time.Minute), FinishedAt: now.Add(-8 * time.Minute), TotalTokens: 830, TotalSteps: 6})
+	f.put(difytest.Run{WorkflowID: "3c90c3cc-0d44-4b50-8888-8dd25736052a", Version: "2025-02-01 09:00:00.000000", Status: "failed", CreatedAt: now.Add(-7 * time.Minute), FinishedAt: now.Add(-6 * time.Minute), TotalTokens: 95, TotalSteps: 2})
+	f.put(difytest.Run{WorkflowID: "3c90c3cc-0d44-4b50-8888-8dd25736052a", Version: "2025-02-01 09:00:00.000000", Status: "running", CreatedAt: now.Add(-time.Minute), TotalTokens: 40, TotalSteps: 1})
 	f.refresh(t)
 	f.clock.add(15 * time.Second)
 	f.refresh(t)

@@ -414,12 +414,18 @@ func TestUntrackedReasons(t *testing.T) {
 // nopAPI is a Dify that is never called.
 type nopAPI struct{}
 
-func (nopAPI) Run(context.Context, string) (client.Run, error) { return client.Run{}, errors.New("unused") }
+func (nopAPI) Run(context.Context, string) (client.Run, error) {
+	return client.Run{}, errors.New("unused")
+}
 func (nopAPI) WorkflowLogs(context.Context, client.LogsQuery) (client.LogPage, error) {
 	return client.LogPage{}, errors.New("unused")
 }
-func (nopAPI) Info(context.Context) (client.AppInfo, error)       { return client.AppInfo{}, errors.New("unused") }
-func (nopAPI) Server(context.Context) (client.ServerInfo, error) { return client.ServerInfo{}, errors.New("unused") }
+func (nopAPI) Info(context.Context) (client.AppInfo, error) {
+	return client.AppInfo{}, errors.New("unused")
+}
+func (nopAPI) Server(context.Context) (client.ServerInfo, error) {
+	return client.ServerInfo{}, errors.New("unused")
+}
 
 // Pages of the lookup follow each other in run ID order, with no run
 // twice or left out, and the last says there is no next.
@@ -577,7 +583,9 @@ func TestConfigPage(t *testing.T) {
 	mux := http.NewServeMux()
 	failed := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	Register(mux, Config{Exporter: collector.New(nil), ShownConfig: func() string { return "apps:\n- name: <b>x</b>\n" },
-		LastReload: func() ReloadStatus { return ReloadStatus{LoadedAt: failed.Add(-time.Hour), FailedAt: failed, Err: "bad: <i>"} }})
+		LastReload: func() ReloadStatus {
+			return ReloadStatus{LoadedAt: failed.Add(-time.Hour), FailedAt: failed, Err: "bad: <i>"}
+		}})
 	w := httptest.NewRecorder()
 	mux.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/config", nil))
 	doc := parse(t, w.Body.String())
