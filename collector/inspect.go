@@ -134,7 +134,7 @@ func (a *App) beginRefresh(ctx context.Context, gen uint64) {
 	in.ring[in.next] = r
 	in.next = (in.next + 1) % keptRefreshes
 	in.cur = r
-	r.line(in.now(), "level", "debug", "msg", "Refresh started", "timeout", r.Timeout)
+	r.line(in.now(), "level", "debug", "msg", "Refresh started", "timeout", r.Timeout.Round(time.Millisecond))
 }
 
 // endRefresh closes the current record with the app's health. Call with
