@@ -215,6 +215,19 @@ func (a *App) LookupRuns(q RunQuery) (RunPage, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var page RunPage
+	if len(prefix) == 36 {
+		// A full ID: one map look-up, no pass over the runs.
+		if r, ok := a.store.runs[prefix]; ok && match(r) {
+			page.Matched = 1
+			if prefix > q.After {
+				page.Runs = []RunInfo{a.runInfo(prefix, r)}
+			}
+		} else if !ok {
+			d := a.whyUntracked(prefix)
+			page.Untracked = &d
+		}
+		return page, nil
+	}
 	h := &idHeap{}
 	for id, r := range a.store.runs {
 		if !strings.HasPrefix(id, prefix) || !match(r) {
@@ -239,10 +252,6 @@ func (a *App) LookupRuns(q RunQuery) (RunPage, error) {
 	}
 	for _, id := range ids {
 		page.Runs = append(page.Runs, a.runInfo(id, a.store.runs[id]))
-	}
-	if _, tracked := a.store.runs[prefix]; !tracked && len(prefix) == 36 {
-		d := a.whyUntracked(prefix)
-		page.Untracked = &d
 	}
 	return page, nil
 }
