@@ -155,7 +155,7 @@ func newLogger(f *flags, w *os.File) (logger log.Logger, slogger *slog.Logger) {
 	var slogLevel slog.Level
 	_ = slogLevel.UnmarshalText([]byte(f.logLevel))
 	slogger = slog.New(sloggokit.NewGoKitHandler(renameSlogTime(base), slogLevel))
-	logger = log.With(base, "ts", log.DefaultTimestampUTC, "caller", log.DefaultCaller)
+	logger = log.With(base, "ts", log.DefaultTimestampUTC, "caller", collector.Caller)
 	return logger, slogger
 }
 

@@ -504,7 +504,7 @@ func TestEndpoints(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("GET /: %d", code)
 	}
-	row := regexp.MustCompile(`<tr><td>translator</td><td>([^<]*)</td><td>(.*?)</td><td>(\d+)</td>`).FindStringSubmatch(page)
+	row := regexp.MustCompile(`<tr class="app" data-app="translator"><td><a [^>]*>translator</a></td><td>([^<]*)</td><td>(.*?)</td><td>[^<]*</td><td><a class="runs" [^>]*>(\d+)</a></td>`).FindStringSubmatch(page)
 	if row == nil {
 		t.Fatalf("landing page has no row for the app:\n%s", page)
 	}
@@ -606,8 +606,8 @@ func TestFailingAppDoesNotBreakOther(t *testing.T) {
 			}
 			_, page := e.get("/")
 			// App, mode, Dify release, health.
-			if !regexp.MustCompile(`<tr><td>a</td><td>[^<]*</td><td>[^<]*</td><td><span class="down">down</span></td>`).MatchString(page) ||
-				!regexp.MustCompile(`<tr><td>b</td><td>[^<]*</td><td>[^<]*</td><td><span class="up">up</span></td>`).MatchString(page) {
+			if !regexp.MustCompile(`<tr class="app" data-app="a"><td><a [^>]*>a</a></td><td>[^<]*</td><td>[^<]*</td><td><span class="down">down</span></td>`).MatchString(page) ||
+				!regexp.MustCompile(`<tr class="app" data-app="b"><td><a [^>]*>b</a></td><td>[^<]*</td><td>[^<]*</td><td><span class="up">up</span></td>`).MatchString(page) {
 				t.Errorf("landing page should show a down and b up:\n%s", page)
 			}
 		})

@@ -40,6 +40,7 @@ type State struct {
 	files   []*idsFile
 	clients []*client.Client // the running apps' clients
 	status  server.ReloadStatus
+	cfg     *config.Config // the running configuration
 }
 
 // idsFile is a watched file of run IDs for one app.
@@ -159,6 +160,7 @@ func (s *State) Apply(cfg *config.Config) error {
 	s.syncFilesLocked()
 	s.reloadOK.Set(1)
 	s.status = server.ReloadStatus{LoadedAt: time.Now()}
+	s.cfg = cfg
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 		defer cancel()

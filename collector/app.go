@@ -66,6 +66,7 @@ type App struct {
 	counters *counters
 	logger   log.Logger
 	now      func() time.Time
+	insp     *inspector // what the operator pages show (inspect.go)
 
 	mu       sync.Mutex
 	cfg      AppConfig // replaced by reloads; a refresh works on a copy
@@ -131,6 +132,8 @@ func newApp(cfg AppConfig, c *counters, now func() time.Time, logger log.Logger)
 		clocks:   newClockState(cfg),
 		badRows:  make(map[string]struct{}),
 	}
+	a.insp = newInspector(now)                                     // inspect: hook
+	a.logger, a.store.insp = refreshLogger{a.insp, logger}, a.insp // inspect: hook
 	a.SetRunIDs(SourceStatic, cfg.RunIDs)
 	c.initApp(cfg.Name)
 	return a
@@ -167,6 +170,7 @@ func (a *App) reconfigure(c AppConfig) {
 		a.store.shard = newShardFilter(c)
 		for id := range a.store.runs {
 			if !a.store.shard.keeps(id) {
+				a.store.depart(id, WhyOtherShard, "") // inspect: hook
 				a.store.delete(id)
 			}
 		}
@@ -206,6 +210,9 @@ func (a *App) Register(id string) error {
 	r, err := a.store.add(id, SourceRegistered, 0)
 	if err == nil && r == nil {
 		return ErrOtherShard
+	}
+	if err != nil || r == nil {
+		a.store.depart(id, WhyRefused, refusedWhy(err)) // inspect: hook
 	}
 	if err == nil && !tracked {
 		// Registration happens while a run goes (a chatflow posts its own
@@ -263,5 +270,6 @@ func (a *App) countError(err error) {
 	if err == nil {
 		return
 	}
+	a.insp.noteError(err) // inspect: hook
 	a.counters.runErrors.WithLabelValues(a.name, client.KindOf(err).String()).Inc()
 }

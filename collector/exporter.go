@@ -135,6 +135,7 @@ func (e *Exporter) Register(app, runID string) error {
 func (e *Exporter) RequestObserver(app string) func(endpoint, code string) {
 	return func(endpoint, code string) {
 		e.counters.apiRequests.WithLabelValues(app, endpoint, code).Inc()
+		e.noteCall(app, endpoint, code) // inspect: hook
 	}
 }
 
@@ -145,6 +146,7 @@ func (e *Exporter) RequestObserver(app string) func(endpoint, code string) {
 // whose ctx ends first returns early and is served the last good values.
 func (e *Exporter) Refresh(ctx context.Context) {
 	if e.recent() {
+		e.noteReuse() // inspect: hook
 		return
 	}
 	for ctx.Err() == nil {

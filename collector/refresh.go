@@ -91,6 +91,7 @@ func (a *App) refresh(ctx context.Context) {
 	a.gen++
 	gen := a.gen
 	a.inflight = st
+	a.beginRefresh(ctx, gen) // inspect: hook
 	needInfo := a.infoAt.IsZero() || start.Sub(a.infoAt) > infoRefresh
 	needServer := a.server.at.IsZero() || start.Sub(a.server.at) > infoRefresh
 	a.mu.Unlock()
@@ -108,6 +109,7 @@ func (a *App) refresh(ctx context.Context) {
 	caps := capabilitiesOf(a.server.release, a.info.Mode)
 	discovery := cfg.Discovery && caps.vis != noLogs
 	p := a.plan(start, discovery, caps)
+	a.notePlan(p) // inspect: hook
 	a.mu.Unlock()
 
 	logsRead := false
@@ -134,6 +136,7 @@ func (a *App) refresh(ctx context.Context) {
 	a.logClocks()
 	a.publish(st, gen, false)
 	a.lastDur = a.now().Sub(start)
+	a.endRefresh(st) // inspect: hook
 	a.inflight = nil
 }
 
@@ -401,6 +404,7 @@ func (a *App) skip(ctx context.Context, id string) {
 
 // apply stores the outcome of fetching one run.
 func (a *App) apply(id string, run client.Run, err error, gen uint64, caps capabilities) {
+	a.noteRunError(id, err) // inspect: hook
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	r, ok := a.store.runs[id]
@@ -464,6 +468,7 @@ func (a *App) update(id string, r *trackedRun, run client.Run, gen uint64) {
 	if run.WorkflowID != "" {
 		run.WorkflowID = a.intern(run.WorkflowID)
 	}
+	a.noteChange(id, r.run, run) // inspect: hook
 	r.run = run
 	r.known = run.WorkflowID != "" || r.known
 	r.stale = false

@@ -133,6 +133,7 @@ type store struct {
 	nUnverified int
 	// uncache lists deleted runs that the run cache still holds.
 	uncache []string
+	insp    *inspector // notes departures for the run lookup (inspect: hook)
 }
 
 func newStore(max int, shard shardFilter) *store {
@@ -227,7 +228,8 @@ func (s *store) removeSource(id string, src Source) {
 	before := cappedOnly(r.sources)
 	r.sources &^= src
 	if r.sources == 0 || r.gone && r.sources&listed == 0 {
-		s.delete(id) // a gone run is kept only while listed
+		s.depart(id, WhyUnlisted, "") // inspect: hook
+		s.delete(id)                  // a gone run is kept only while listed
 		return
 	}
 	s.recount(before, r.sources)
@@ -307,6 +309,7 @@ func (s *store) markTerminal(id string, r *trackedRun, now time.Time) {
 // drop forgets a run that Dify no longer has. A listed run is remembered
 // as gone so that it is not fetched again while it stays listed.
 func (s *store) drop(id string, r *trackedRun) {
+	s.depart(id, WhyNotFound, "") // inspect: hook
 	if r.sources&listed != 0 {
 		r.gone, r.known, r.stale = true, false, false
 		return
@@ -326,6 +329,7 @@ func (s *store) evictOldestTerminal(gen uint64) bool {
 			}
 			s.finished[0] = ""
 			s.finished = s.finished[1:]
+			s.depart(id, WhyEvicted, "oldest finished run") // inspect: hook
 			s.delete(id)
 			return true
 		}
@@ -343,6 +347,7 @@ func (s *store) evictLastFinished() bool {
 		id := s.finished[n-1]
 		s.finished = s.finished[:n-1]
 		if r, ok := s.runs[id]; ok && cappedOnly(r.sources) && !r.terminalSince.IsZero() {
+			s.depart(id, WhyEvicted, "for a newer unfinished run") // inspect: hook
 			s.delete(id)
 			return true
 		}
@@ -366,6 +371,7 @@ func (s *store) evictOldestUnfinished(gen uint64) bool {
 	if oldestID == "" {
 		return false
 	}
+	s.depart(oldestID, WhyEvicted, "oldest unfinished run") // inspect: hook
 	s.delete(oldestID)
 	return true
 }
@@ -382,6 +388,7 @@ func (s *store) expire(now time.Time, retention time.Duration) {
 			continue
 		}
 		if now.Sub(r.terminalSince.Time()) >= retention {
+			s.depart(id, WhyExpired, "") // inspect: hook
 			s.delete(id)
 			continue
 		}

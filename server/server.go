@@ -1,5 +1,5 @@
 // Package server holds the exporter's HTTP side: the endpoints (metrics,
-// health, reload, registration, landing page), the server's timeouts and
+// health, reload, registration, and the operator pages of package pages), the server's timeouts and
 // its connection limit. It knows the collector but not how apps are
 // configured: reloads go through a Reloader.
 package server
@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/go-kit/log"
+	"github.com/prometheus/common/version"
 
 	"github.com/dify-exporter/dify_exporter/collector"
+	"github.com/dify-exporter/dify_exporter/server/pages"
 )
 
 // Reloader is the configuration side the endpoints drive.
@@ -30,11 +32,13 @@ type Reloader interface {
 	LastReload() ReloadStatus
 }
 
-// ReloadStatus is what the landing page shows of the configuration.
-type ReloadStatus struct {
-	LoadedAt time.Time // when the running configuration was loaded
-	FailedAt time.Time // the last failed reload after LoadedAt; zero if none
-	Err      string    // its error (config errors never carry keys)
+// ReloadStatus is what the pages show of the configuration's loading.
+type ReloadStatus = pages.ReloadStatus
+
+// ConfigShower is a Reloader that can show the running configuration,
+// without keys, on the configuration page.
+type ConfigShower interface {
+	ShownConfig() string
 }
 
 // Timeouts bound how long one connection may hold the server.
@@ -80,6 +84,9 @@ var reservedPaths = map[string]string{
 	"/-/ready":     "the readiness check",
 	"/-/reload":    "the reload endpoint",
 	"/api/v1/runs": "the registration endpoint",
+	"/runs":        "the run lookup",
+	"/refreshes":   "the refreshes page",
+	"/config":      "the configuration page",
 }
 
 // CheckTelemetryPath refuses a metrics path the mux cannot serve beside
@@ -132,7 +139,12 @@ func NewHandler(c Config) (http.Handler, error) {
 	if c.Registration {
 		mux.Handle("/api/v1/runs", registrationHandler{exp: c.Exporter, logger: c.Logger})
 	}
-	mux.Handle("/", landingPage{exp: c.Exporter, reloader: c.Reloader, telemetry: c.TelemetryPath, registration: c.Registration})
+	shown := func() string { return "" }
+	if cs, ok := c.Reloader.(ConfigShower); ok {
+		shown = cs.ShownConfig
+	}
+	pages.Register(mux, pages.Config{Exporter: c.Exporter, LastReload: c.Reloader.LastReload, ShownConfig: shown,
+		Telemetry: c.TelemetryPath, Registration: c.Registration, Version: version.Version})
 	return mux, nil
 }
 
