@@ -12,9 +12,9 @@ import (
 
 // chatflowFixture is a fixture whose app is a chatflow on release v: its
 // runs are in no log an app key can read, only registration brings them.
-func chatflowFixture(t *testing.T, v string) *fixture {
+func chatflowFixture(t *testing.T, v string, change func(*AppConfig)) *fixture {
 	t.Helper()
-	f := newFixture(t, nil)
+	f := newFixture(t, change)
 	f.srv.SetServerVersion(v)
 	f.srv.AddApp(testKey, difytest.App{Name: "Support", Mode: "advanced-chat"})
 	return f
@@ -78,7 +78,7 @@ func valueOr(t *testing.T, f *fixture, name string, labels map[string]string) fl
 func TestRegistrationBatchUpToTheCap(t *testing.T) {
 	for _, v := range []string{"1.3.1", "1.9.0", difytest.DefaultVersion} {
 		t.Run(v, func(t *testing.T) {
-			f := chatflowFixture(t, v)
+			f := chatflowFixture(t, v, nil)
 			ids := runningRuns(f, 0, 500)
 			registerAll(t, f, "addr:10.0.0.7", ids)
 			f.refresh(t)
@@ -106,7 +106,7 @@ func TestRegistrationJunkFloodFromAnotherClient(t *testing.T) {
 		concurrent bool
 	}{{"cap filled first", false}, {"interleaved", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := chatflowFixture(t, difytest.DefaultVersion)
+			f := chatflowFixture(t, difytest.DefaultVersion, nil)
 			real := runningRuns(f, 0, 30)
 			var junk []string
 			var mu sync.Mutex
@@ -331,5 +331,48 @@ func TestRefutedRegistrationsStayBounded(t *testing.T) {
 	}
 	if len(s.runs) != 0 || len(s.claims.by) != 0 || len(s.claims.queues) != 0 {
 		t.Errorf("after every run was refuted: %d runs, %d claims, %d queues; want none", len(s.runs), len(s.claims.by), len(s.claims.queues))
+	}
+}
+
+// Runs Dify has not confirmed queue for their detail call by registration
+// time, behind runs refreshed before them: junk posted after a real run
+// never pushes it back, however its IDs sort.
+func TestUnconfirmedRunsQueueByRegistration(t *testing.T) {
+	f := chatflowFixture(t, difytest.DefaultVersion, func(c *AppConfig) { c.MaxRuns = 5000 })
+	old := runID(0)
+	putRunning(f, old)
+	registerAll(t, f, "user:bot", []string{old})
+	f.refresh(t)
+	f.advance(time.Second)
+	junk := func(n int) {
+		for range n {
+			if err := f.exp.RegisterFrom("translator", "addr:192.0.2.66", difytest.NewRunID()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	junk(1000)
+	f.advance(time.Second)
+	late := "ffffffff-ffff-4fff-bfff-ffffffffffff" // sorts after every junk ID
+	putRunning(f, late)
+	registerAll(t, f, "user:bot", []string{late})
+	f.advance(time.Second)
+	junk(1000)
+	a := f.exp.App("translator")
+	a.mu.Lock()
+	p := a.plan(f.now(), false, capabilities{vis: noLogs})
+	a.mu.Unlock()
+	pos := map[string]int{}
+	for i, id := range p.detail {
+		pos[id] = i
+	}
+	if len(p.detail) != 2002 {
+		t.Fatalf("%d detail calls planned, want 2002", len(p.detail))
+	}
+	if pos[old] != 0 {
+		t.Errorf("the run refreshed before the flood is call %d, want 0", pos[old])
+	}
+	if pos[late] != 1001 {
+		t.Errorf("the run registered between two floods is call %d, want 1001: after the 1,000 junk IDs before it, before the 1,000 after", pos[late])
 	}
 }
