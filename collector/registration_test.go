@@ -38,39 +38,35 @@ func runningRuns(f *fixture, from, n int) []string {
 	return ids
 }
 
+// exposedRunning counts the runs of ids exposed with status running.
 func exposedRunning(t *testing.T, f *fixture, ids []string) int {
-	t.Helper()
-	n := 0
-	for _, id := range ids {
-		if valueOr(t, f, "dify_workflow_run_status", map[string]string{"run_id": id, "status": "running"}) == 1 {
-			n++
-		}
-	}
-	return n
-}
-
-// valueOr is value without failing on a missing series (0 then).
-func valueOr(t *testing.T, f *fixture, name string, labels map[string]string) float64 {
 	t.Helper()
 	mfs, err := f.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
+	running := map[string]bool{}
 	for _, mf := range mfs {
-		if mf.GetName() != name {
+		if mf.GetName() != "dify_workflow_run_status" {
 			continue
 		}
-	metrics:
 		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
 			for _, lp := range m.GetLabel() {
-				if want, ok := labels[lp.GetName()]; ok && want != lp.GetValue() {
-					continue metrics
-				}
+				l[lp.GetName()] = lp.GetValue()
 			}
-			return m.GetGauge().GetValue()
+			if l["status"] == "running" && m.GetGauge().GetValue() == 1 {
+				running[l["run_id"]] = true
+			}
 		}
 	}
-	return 0
+	n := 0
+	for _, id := range ids {
+		if running[id] {
+			n++
+		}
+	}
+	return n
 }
 
 // A chatflow's batch of running runs is accepted up to the cap (1,000 by
