@@ -1,7 +1,5 @@
 package collector
 
-import "strings"
-
 // claims tracks the registered runs Dify has not confirmed yet by the
 // client that registered them, so that a full cap makes room at the
 // expense of the client holding the most: one client's flood of junk IDs
@@ -11,6 +9,11 @@ import "strings"
 type claims struct {
 	by     map[string]string // run ID → client
 	queues map[string]*claimQueue
+	// holders[n] holds the clients holding n runs, so that the top one is
+	// found at once however many clients there are; top is the highest n
+	// with any (or lower: it is lowered lazily).
+	holders []map[string]struct{}
+	top     int
 }
 
 // claimQueue is one client's unverified runs in registration order. Runs
@@ -40,7 +43,28 @@ func (c *claims) add(id, client string) {
 	}
 	c.by[id] = client
 	q.ids = append(q.ids, id)
+	c.move(client, q.held, q.held+1)
 	q.held++
+}
+
+// move moves client from holders[from] to holders[to] (0: none).
+func (c *claims) move(client string, from, to int) {
+	if from > 0 {
+		if delete(c.holders[from], client); len(c.holders[from]) == 0 {
+			c.holders[from] = nil
+		}
+	}
+	if to == 0 {
+		return
+	}
+	for len(c.holders) <= to {
+		c.holders = append(c.holders, nil)
+	}
+	if c.holders[to] == nil {
+		c.holders[to] = make(map[string]struct{})
+	}
+	c.holders[to][client] = struct{}{}
+	c.top = max(c.top, to)
 }
 
 // remove forgets the claim on id: Dify confirmed it, or it went.
@@ -51,6 +75,7 @@ func (c *claims) remove(id string) {
 	}
 	delete(c.by, id)
 	q := c.queues[client]
+	c.move(client, q.held, q.held-1)
 	if q.held--; q.held == 0 {
 		delete(c.queues, client)
 		return
@@ -76,23 +101,24 @@ func (q *claimQueue) compact(by map[string]string, client string) {
 	q.ids = kept[n:]
 }
 
-// newestAbove returns the newest unverified run of the client holding
-// the most (the first such client by name, for a stable choice), if it
-// holds more than n. The caller evicts or confirms it.
+// newestAbove returns the newest unverified run of a client holding the
+// most, if it holds more than n. The caller evicts or confirms it.
 func (c *claims) newestAbove(n int) (string, bool) {
-	var top string
-	var tq *claimQueue
-	for client, q := range c.queues {
-		if tq == nil || q.held > tq.held || q.held == tq.held && strings.Compare(client, top) < 0 {
-			top, tq = client, q
-		}
+	for c.top > 0 && len(c.holders[c.top]) == 0 {
+		c.top--
 	}
-	if tq == nil || tq.held <= n {
+	if c.top <= n {
 		return "", false
 	}
-	for i := len(tq.ids) - 1; i >= 0; i-- {
-		id := tq.ids[i]
-		tq.ids = tq.ids[:i]
+	var top string
+	for client := range c.holders[c.top] {
+		top = client
+		break
+	}
+	q := c.queues[top]
+	for i := len(q.ids) - 1; i >= 0; i-- {
+		id := q.ids[i]
+		q.ids = q.ids[:i]
 		if c.by[id] == top {
 			return id, true
 		}

@@ -3,6 +3,7 @@ package collector
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -370,5 +371,24 @@ func TestUnconfirmedRunsQueueByRegistration(t *testing.T) {
 	}
 	if pos[late] != 1001 {
 		t.Errorf("the run registered between two floods is call %d, want 1001: after the 1,000 junk IDs before it, before the 1,000 after", pos[late])
+	}
+}
+
+// BenchmarkRegistrationFloodManyClients registers 100,000 IDs, each from
+// a client of its own (the worst case for the claims' bookkeeping),
+// against a cap of 1,000, and reports the heap retained afterwards.
+func BenchmarkRegistrationFloodManyClients(b *testing.B) {
+	for b.Loop() {
+		before := heapInUse()
+		exp := New([]AppConfig{{Name: "flood", API: nil, MaxRuns: 1000}})
+		accepted := 0
+		for i := range 100000 {
+			if exp.RegisterFrom("flood", fmt.Sprintf("addr:192.0.%d.%d", i/256%256, i%256), fmt.Sprintf("00000000-0000-4000-8000-%012x", i)) == nil {
+				accepted++
+			}
+		}
+		b.ReportMetric(float64(heapInUse()-before), "retained-B")
+		b.ReportMetric(float64(accepted), "accepted")
+		runtime.KeepAlive(exp)
 	}
 }

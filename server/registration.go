@@ -148,7 +148,8 @@ func (h registrationHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // registrant names the client of a registration, for the fairness of a
 // full cap: the basic-auth user if the request has one, else the remote
-// address without its port. The user name is only as trustworthy as the
+// address without its port (an IPv6 address by its /64, which one host
+// usually has whole). The user name is only as trustworthy as the
 // --web.config.file basic auth that checks it.
 func registrant(r *http.Request) string {
 	if user, _, ok := r.BasicAuth(); ok && user != "" {
@@ -157,6 +158,9 @@ func registrant(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		host = (&net.IPNet{IP: ip.Mask(net.CIDRMask(64, 128)), Mask: net.CIDRMask(64, 128)}).String()
 	}
 	return "addr:" + host
 }

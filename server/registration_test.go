@@ -182,7 +182,10 @@ func TestRegistrant(t *testing.T) {
 	}{
 		{"192.0.2.1:51234", "", "addr:192.0.2.1"},
 		{"192.0.2.1:60000", "", "addr:192.0.2.1"}, // another connection, same client
-		{"[2001:db8::1]:443", "", "addr:2001:db8::1"},
+		{"[2001:db8::1]:443", "", "addr:2001:db8::/64"},
+		{"[2001:db8::ffff:1]:443", "", "addr:2001:db8::/64"}, // the same /64
+		{"[2001:db8:0:1::1]:443", "", "addr:2001:db8:0:1::/64"},
+		{"[::ffff:192.0.2.1]:443", "", "addr:::ffff:192.0.2.1"}, // IPv4-mapped stays whole
 		{"192.0.2.1:51234", "support-bot", "user:support-bot"},
 		{"@", "", "addr:@"}, // a unix socket's peer
 	}
