@@ -156,6 +156,7 @@ func (a *App) reconfigure(c AppConfig) {
 		// runs it lost.
 		a.infoAt, a.server.at = time.Time{}, time.Time{}
 		clear(a.versions)
+		clear(a.store.refuted)
 		for _, r := range a.store.runs {
 			r.gone = false
 		}
@@ -198,16 +199,23 @@ func (a *App) SetRunIDs(src Source, ids []string) {
 	}
 }
 
-// Register tracks a run posted to the registration endpoint.
-func (a *App) Register(id string) error {
+// maxClientKey bounds a registering client's name as the claims keep it.
+const maxClientKey = 64
+
+// Register tracks a run posted to the registration endpoint by client
+// from (any name that tells clients apart; see store.register).
+func (a *App) Register(from, id string) error {
 	id, err := client.ParseRunID(id)
 	if err != nil {
 		return err
 	}
+	if len(from) > maxClientKey {
+		from = from[:maxClientKey]
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	_, tracked := a.store.runs[id]
-	r, err := a.store.add(id, SourceRegistered, 0)
+	r, err := a.store.register(id, from, a.now())
 	if err == nil && r == nil {
 		return ErrOtherShard
 	}

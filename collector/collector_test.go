@@ -542,7 +542,7 @@ func TestConcurrentScrapesReloadsAndRegistrations(t *testing.T) {
 	})
 	loop(func(i int) {
 		err := f.exp.Register("translator", fmt.Sprintf("00000000-0000-4000-8000-%012x", i))
-		if err != nil && !errors.Is(err, ErrCapFull) && !errors.Is(err, ErrTooManyUnverified) && !strings.Contains(err.Error(), "unknown app") {
+		if err != nil && !errors.Is(err, ErrCapFull) && !errors.Is(err, ErrRefuted) && !strings.Contains(err.Error(), "unknown app") {
 			t.Error(err)
 		}
 	})

@@ -121,13 +121,18 @@ func (e *Exporter) Apps() []*App {
 }
 
 // Register tracks a run of the named app posted to the registration
-// endpoint.
-func (e *Exporter) Register(app, runID string) error {
+// endpoint by an anonymous client.
+func (e *Exporter) Register(app, runID string) error { return e.RegisterFrom(app, "", runID) }
+
+// RegisterFrom tracks a run of the named app posted to the registration
+// endpoint by client from: when the cap is full, registrations make room
+// at the expense of the client holding the most unconfirmed runs.
+func (e *Exporter) RegisterFrom(app, from, runID string) error {
 	a := e.App(app)
 	if a == nil {
 		return fmt.Errorf("unknown app %q", client.RedactKeys(clip(app)))
 	}
-	return a.Register(runID)
+	return a.Register(from, runID)
 }
 
 // RequestObserver returns the function the app's client calls after each

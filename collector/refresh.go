@@ -262,20 +262,22 @@ func versionAsker() func(*trackedRun) bool {
 // brought in without their workflow ID (one per workflow version). Call
 // with a.mu held.
 func (a *App) afterLogs(p plan, gen uint64, unfinishedConfirmed bool) []string {
-	ids := p.detail
-	planned := make(map[string]bool, len(ids))
-	for _, id := range ids {
+	planned := make(map[string]bool, len(p.detail))
+	for _, id := range p.detail {
 		planned[id] = true
+	}
+	// A registered run the logs just confirmed waits for its version's
+	// workflow ID like a discovered one: one call per version.
+	firstOfVersion := versionAsker()
+	ids := make([]string, 0, len(p.detail))
+	for _, id := range p.detail {
+		if r, ok := a.store.runs[id]; !ok || firstOfVersion(r) || r.freshAt != gen {
+			ids = append(ids, id)
+		}
 	}
 	for _, id := range p.covered {
 		if r, ok := a.store.runs[id]; ok && r.unfinished() && r.freshAt != gen || a.store.isPending(id) {
 			ids = append(ids, id)
-		}
-	}
-	firstOfVersion := versionAsker()
-	for _, id := range p.detail {
-		if r, ok := a.store.runs[id]; ok {
-			firstOfVersion(r) // the planner's already ask for their versions
 		}
 	}
 	for id, r := range a.store.runs {

@@ -39,9 +39,9 @@ var ErrOtherShard = errors.New("run belongs to another shard: register it with t
 // is full of runs that have not finished.
 var ErrCapFull = errors.New("run cap reached: every tracked run is still running or paused")
 
-// ErrTooManyUnverified is returned when too many registered runs are
-// waiting for Dify to confirm that they exist.
-var ErrTooManyUnverified = errors.New("too many registered runs not yet confirmed by Dify: retry after the next scrape")
+// ErrRefuted is returned when a registered run is one Dify already
+// answered 404 for: registering it again costs no call.
+var ErrRefuted = errors.New("Dify answered 404 for this run: it does not exist, or belongs to another app")
 
 // trackedRun is what the exporter remembers of one run. It is kept small:
 // memory per run is a goal (see the benchmarks).
@@ -68,13 +68,16 @@ type trackedRun struct {
 	// countable is set when the exporter saw the run unfinished, so its
 	// finish happens on the exporter's watch.
 	countable bool
-	// unverified marks a registered run Dify has not confirmed yet.
+	// unverified marks a registered run Dify has not confirmed yet (see
+	// claims).
 	unverified bool
 	// rechecks counts detail checks of a run that a logs-at-finish
 	// release's logs say has not finished; recheckAt is the next one.
 	rechecks  uint8
 	recheckAt instant
-	// refreshedAt is the exporter's time of the run's last good data.
+	// refreshedAt is the exporter's time of the run's last good data; for
+	// an unverified run, its registration, so that it queues for its
+	// detail call behind the runs refreshed before it.
 	refreshedAt instant
 	// addedGen is the refresh that added the run: a refresh never
 	// evicts a run it added itself (it reads the newest rows first).
@@ -129,8 +132,12 @@ type store struct {
 	// pending holds runs seen unfinished that the cap left untracked,
 	// with their log time: their finish is still counted.
 	pending map[string]int64
-	// nUnverified counts registered runs Dify has not confirmed yet.
-	nUnverified int
+	// claims holds the unverified runs by the client that registered them.
+	claims claims
+	// refuted holds registered runs Dify answered 404 for, numbered in
+	// order (nRefuted is the last number), the older dropped first.
+	refuted  map[string]int64
+	nRefuted int64
 	// uncache lists deleted runs that the run cache still holds.
 	uncache []string
 	insp    *inspector // notes departures for the run lookup (inspect: hook)
@@ -138,13 +145,12 @@ type store struct {
 
 func newStore(max int, shard shardFilter) *store {
 	return &store{runs: make(map[string]*trackedRun), max: max, shard: shard,
-		forgotten: make(map[string]int64), pending: make(map[string]int64)}
+		forgotten: make(map[string]int64), pending: make(map[string]int64),
+		claims: newClaims(), refuted: make(map[string]int64)}
 }
 
-// maxUnverified bounds the registered runs waiting for Dify's word, so
-// junk registrations cost at most this many detail calls and never fill
-// the cap.
-func (s *store) maxUnverified() int { return max(10, s.max/10) }
+// maxRefuted bounds the refuted registrations remembered.
+func (s *store) maxRefuted() int { return max(1000, 2*s.max) }
 
 // maxRemembered bounds forgotten and pending runs.
 func (s *store) maxRemembered() int { return max(100000, 10*s.max) }
@@ -154,9 +160,10 @@ func cappedOnly(s Source) bool { return s&capped != 0 && s&listed == 0 }
 
 // add starts tracking id from src, or adds src to a tracked run. It
 // returns the run, or nil when the run belongs to another shard. A full
-// cap first evicts the oldest terminal run; failing that, a discovered
-// run evicts the oldest unfinished one and a registered run is refused.
+// cap first evicts the oldest terminal run, then the oldest unfinished
+// one (runs Dify has not confirmed first: they were never fetched).
 // Runs added by refresh gen (non-zero) are not evicted for another.
+// Registrations go through register.
 func (s *store) add(id string, src Source, gen uint64) (*trackedRun, error) {
 	if !s.shard.keeps(id) {
 		return nil, nil
@@ -167,32 +174,80 @@ func (s *store) add(id string, src Source, gen uint64) (*trackedRun, error) {
 		s.recount(before, r.sources)
 		return r, nil
 	}
-	registered := src&SourceRegistered != 0
-	if cappedOnly(src) && s.nCapped >= s.max && !s.evictOldestTerminal(gen) {
-		if registered || !s.evictOldestUnfinished(gen) {
-			return nil, ErrCapFull
-		}
+	if cappedOnly(src) && s.nCapped >= s.max && !s.evictOldestTerminal(gen) && !s.evictOldestUnfinished(gen) {
+		return nil, ErrCapFull
 	}
-	if registered && s.nUnverified >= s.maxUnverified() {
-		return nil, ErrTooManyUnverified
-	}
-	r := &trackedRun{run: client.Run{ID: id}, sources: src, addedGen: gen, unverified: registered}
+	r := &trackedRun{run: client.Run{ID: id}, sources: src, addedGen: gen}
 	s.runs[id] = r
 	if cappedOnly(src) {
 		s.nCapped++
 	}
-	if registered {
-		s.nUnverified++
-	}
 	return r, nil
+}
+
+// register tracks a run that client from registered at now. A new run is
+// unverified until Dify confirms it, and queues for its detail call by
+// registration time. A full cap makes room, in order: another client's
+// newest unverified run, if that client holds at least two more than
+// from (junk goes first, and a flood cannot crowd out anyone else's
+// registrations); the oldest terminal run. Failing both, it is refused:
+// running runs are never evicted for a registration.
+func (s *store) register(id, from string, now time.Time) (*trackedRun, error) {
+	if !s.shard.keeps(id) {
+		return nil, nil
+	}
+	if _, ok := s.runs[id]; ok {
+		return s.add(id, SourceRegistered, 0)
+	}
+	if _, ok := s.refuted[id]; ok {
+		return nil, ErrRefuted
+	}
+	if s.nCapped >= s.max && !s.evictClaimAbove(s.claims.held(from)+1) && !s.evictOldestTerminal(0) {
+		return nil, ErrCapFull
+	}
+	r, err := s.add(id, SourceRegistered, 0)
+	if err != nil {
+		return nil, err
+	}
+	r.unverified, r.refreshedAt = true, instantOf(now)
+	s.claims.add(id, from)
+	return r, nil
+}
+
+// evictClaimAbove evicts the newest unverified run of the client holding
+// the most, if it holds more than n.
+func (s *store) evictClaimAbove(n int) bool {
+	for {
+		id, ok := s.claims.newestAbove(n)
+		if !ok {
+			return false
+		}
+		if cappedOnly(s.runs[id].sources) {
+			s.delete(id)
+			return true
+		}
+		// Listed since it was registered: not the cap's to evict, nor
+		// its client's to hold.
+		s.claims.remove(id)
+	}
 }
 
 // verified notes that Dify confirmed the run exists.
 func (s *store) verified(r *trackedRun) {
 	if r.unverified {
 		r.unverified = false
-		s.nUnverified--
+		s.claims.remove(r.run.ID)
 	}
+}
+
+// refute remembers a registered run Dify answered 404 for, so that
+// registering it again costs nothing.
+func (s *store) refute(id string) {
+	if len(s.refuted) >= s.maxRefuted() {
+		dropOlderHalf(s.refuted)
+	}
+	s.nRefuted++
+	s.refuted[id] = s.nRefuted
 }
 
 // remember notes a run the logs listed that is not tracked: pending if
@@ -259,7 +314,7 @@ func (s *store) delete(id string) {
 		s.nCapped--
 	}
 	if r.unverified {
-		s.nUnverified--
+		s.claims.remove(id)
 	}
 	if r.cached {
 		s.uncache = append(s.uncache, id)
@@ -306,10 +361,14 @@ func (s *store) markTerminal(id string, r *trackedRun, now time.Time) {
 	}
 }
 
-// drop forgets a run that Dify no longer has. A listed run is remembered
-// as gone so that it is not fetched again while it stays listed.
+// drop forgets a run that Dify no longer has (or never had: a registered
+// one is refuted). A listed run is remembered as gone so that it is not
+// fetched again while it stays listed.
 func (s *store) drop(id string, r *trackedRun) {
 	s.depart(id, WhyNotFound, "") // inspect: hook
+	if r.sources&SourceRegistered != 0 {
+		s.refute(id)
+	}
 	if r.sources&listed != 0 {
 		r.gone, r.known, r.stale = true, false, false
 		return

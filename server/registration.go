@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"strings"
 
@@ -41,6 +42,7 @@ func (r registration) runID() (string, error) {
 
 // registrationHandler serves POST /api/v1/runs: one {"app","run_id"}
 // object or an array of them. Entries before a refused one stay accepted.
+// See docs/registration.md.
 type registrationHandler struct {
 	exp    *collector.Exporter
 	logger log.Logger
@@ -94,23 +96,34 @@ func (h registrationHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `body must be {"app": NAME, "run_id": UUID} or an array of them`, http.StatusBadRequest)
 		return
 	}
-	accepted, elsewhere := 0, 0
+	from := registrant(r)
+	accepted, elsewhere, refuted := 0, 0, 0
 	for i, reg := range regs {
 		id, err := reg.runID()
 		if err == nil {
-			err = h.exp.Register(reg.App, id)
+			err = h.exp.RegisterFrom(reg.App, from, id)
 		}
-		if errors.Is(err, collector.ErrOtherShard) && len(regs) > 1 {
-			elsewhere++ // a batch goes to every replica; each takes its share
-			continue
+		if len(regs) > 1 {
+			// A batch goes to every replica, each taking its share; an
+			// ID Dify refuted does not cost the rest of the batch.
+			switch {
+			case errors.Is(err, collector.ErrOtherShard):
+				elsewhere++
+				continue
+			case errors.Is(err, collector.ErrRefuted):
+				refuted++
+				continue
+			}
 		}
 		if err != nil {
 			code := http.StatusBadRequest
 			switch {
-			case errors.Is(err, collector.ErrCapFull), errors.Is(err, collector.ErrTooManyUnverified):
+			case errors.Is(err, collector.ErrCapFull):
 				code = http.StatusTooManyRequests
 			case errors.Is(err, collector.ErrOtherShard):
 				code = http.StatusMisdirectedRequest
+			case errors.Is(err, collector.ErrRefuted):
+				code = http.StatusUnprocessableEntity
 			}
 			msg := err.Error()
 			if len(regs) > 1 {
@@ -123,9 +136,31 @@ func (h registrationHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		accepted++
 	}
 	w.WriteHeader(http.StatusAccepted)
+	fmt.Fprintf(w, "accepted %d", accepted)
 	if elsewhere > 0 {
-		fmt.Fprintf(w, "accepted %d; %d belong to other shards\n", accepted, elsewhere)
-		return
+		fmt.Fprintf(w, "; %d belong to other shards", elsewhere)
 	}
-	fmt.Fprintf(w, "accepted %d\n", accepted)
+	if refuted > 0 {
+		fmt.Fprintf(w, "; %d refused: Dify answered 404 for them", refuted)
+	}
+	fmt.Fprintln(w)
+}
+
+// registrant names the client of a registration, for the fairness of a
+// full cap: the basic-auth user if the request has one, else the remote
+// address without its port (an IPv6 address by its /64, which one host
+// usually has whole). The user name is only as trustworthy as the
+// --web.config.file basic auth that checks it.
+func registrant(r *http.Request) string {
+	if user, _, ok := r.BasicAuth(); ok && user != "" {
+		return "user:" + user
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		host = (&net.IPNet{IP: ip.Mask(net.CIDRMask(64, 128)), Mask: net.CIDRMask(64, 128)}).String()
+	}
+	return "addr:" + host
 }

@@ -325,18 +325,18 @@ func TestUntrackedReasons(t *testing.T) {
 			return newFixture(t, "", collector.AppConfig{}), difytest.NewRunID()
 		}, collector.WhyNeverSeen, "never seen", false, "", 0},
 		{"registration refused", func(t *testing.T) (*fixture, string) {
-			f := newFixture(t, "", collector.AppConfig{MaxRuns: 100})
+			f := newFixture(t, "", collector.AppConfig{MaxRuns: 10})
 			for range 10 {
 				if err := f.exp.Register(testName, difytest.NewRunID()); err != nil {
 					t.Fatal(err)
 				}
 			}
 			id := difytest.NewRunID()
-			if err := f.exp.Register(testName, id); !errors.Is(err, collector.ErrTooManyUnverified) {
-				t.Fatalf("11th unconfirmed registration: %v", err)
+			if err := f.exp.Register(testName, id); !errors.Is(err, collector.ErrCapFull) {
+				t.Fatalf("11th registration with the cap full of running runs: %v", err)
 			}
 			return f, id
-		}, collector.WhyRefused, "registration was refused", true, collector.ErrTooManyUnverified.Error(), 0},
+		}, collector.WhyRefused, "registration was refused", true, collector.ErrCapFull.Error(), 0},
 		{"404 from Dify", func(t *testing.T) (*fixture, string) {
 			f := newFixture(t, "", collector.AppConfig{})
 			id := difytest.NewRunID()
