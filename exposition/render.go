@@ -2,6 +2,7 @@ package exposition
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -122,10 +123,8 @@ func (r *Renderer) Exposition(req *http.Request, since time.Time) (*Exposition, 
 	if !r.acquire() {
 		defer r.mu.Unlock()
 		r.overLimit.Add(1)
-		for _, k := range []key{k, {k.format, "identity"}, {expfmt.FmtText, k.encoding}, {expfmt.FmtText, "identity"}} {
-			if e := r.last[k]; e != nil {
-				return e, Last
-			}
+		if e := r.lastLike(k); e != nil {
+			return e, Last
 		}
 		return nil, None
 	}
@@ -146,6 +145,37 @@ func (r *Renderer) Exposition(req *http.Request, since time.Time) (*Exposition, 
 	}
 	r.mu.Unlock()
 	return p.e, Rendered
+}
+
+// lastLike returns the last exposition of k, else of k's format
+// uncompressed, else the last in the text format (which every scrape
+// takes), compressed as k if there is one, else uncompressed if there is
+// one. Call with r.mu held.
+func (r *Renderer) lastLike(k key) *Exposition {
+	if e := r.last[k]; e != nil {
+		return e
+	}
+	if e := r.last[key{k.format, "identity"}]; e != nil {
+		return e
+	}
+	var text *Exposition
+	rank := 0 // 3: k's encoding, 2: uncompressed, 1: another
+	for lk, e := range r.last {
+		if lk.format.FormatType() != expfmt.TypeTextPlain {
+			continue
+		}
+		rk := 1
+		switch lk.encoding {
+		case k.encoding:
+			rk = 3
+		case "identity":
+			rk = 2
+		}
+		if rk > rank {
+			text, rank = e, rk
+		}
+	}
+	return text
 }
 
 func (r *Renderer) acquire() bool {
@@ -253,4 +283,11 @@ func compressor(w io.Writer, encoding string) (io.Writer, func() error) {
 		pool.Put(c)
 		return err
 	}
+}
+
+func (e *Exposition) String() string {
+	if e == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%s in %s rendered at %s", e.Format, e.Encoding, e.At.Format(time.RFC3339Nano))
 }
