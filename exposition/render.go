@@ -149,8 +149,7 @@ func (r *Renderer) Exposition(req *http.Request, since time.Time) (*Exposition, 
 
 // lastLike returns the last exposition of k, else of k's format
 // uncompressed, else the last in the text format (which every scrape
-// takes), compressed as k if there is one, else uncompressed if there is
-// one. Call with r.mu held.
+// takes) in k's encoding or uncompressed. Call with r.mu held.
 func (r *Renderer) lastLike(k key) *Exposition {
 	if e := r.last[k]; e != nil {
 		return e
@@ -159,20 +158,15 @@ func (r *Renderer) lastLike(k key) *Exposition {
 		return e
 	}
 	var text *Exposition
-	rank := 0 // 3: k's encoding, 2: uncompressed, 1: another
 	for lk, e := range r.last {
 		if lk.format.FormatType() != expfmt.TypeTextPlain {
 			continue
 		}
-		rk := 1
 		switch lk.encoding {
 		case k.encoding:
-			rk = 3
+			return e
 		case "identity":
-			rk = 2
-		}
-		if rk > rank {
-			text, rank = e, rk
+			text = e
 		}
 	}
 	return text
