@@ -288,3 +288,68 @@ func TestNeverReadingClientsLeaveScrapesAnswered(t *testing.T) {
 		t.Fatalf("only %d of the 45 clients that never read are still being written to: their answer fits the socket buffers and the test proves nothing", n)
 	}
 }
+
+// slowCollector makes a render wait until it is let through.
+type slowCollector struct {
+	entered, open chan struct{}
+	closed        atomic.Bool
+}
+
+func (c *slowCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c *slowCollector) Collect(chan<- prometheus.Metric) {
+	if c.closed.Load() {
+		c.entered <- struct{}{}
+		<-c.open
+	}
+}
+
+// Past --web.max-requests renders, a scrape is answered at once with the
+// last exposition, its Age said; with none rendered yet, 503.
+func TestPastRenderLimit(t *testing.T) {
+	slow := &slowCollector{entered: make(chan struct{}), open: make(chan struct{})}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(slow)
+	c := testConfig()
+	c.Metrics = exposition.NewRenderer(exposition.NewCache(), reg, 1, nil)
+	addr := serve(t, c, 0)
+	get := func() (*http.Response, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, string(body)
+	}
+	blocked := func() chan struct{} {
+		slow.closed.Store(true)
+		done := make(chan struct{})
+		go func() { get(); close(done) }()
+		<-slow.entered
+		slow.closed.Store(false)
+		return done
+	}
+
+	done := blocked()
+	if resp, body := get(); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("past the limit with nothing rendered: %d %q, want 503", resp.StatusCode, body)
+	}
+	close(slow.open)
+	<-done
+	_, last := get()
+	time.Sleep(1100 * time.Millisecond) // an Age of a second
+	slow.open = make(chan struct{})
+	done = blocked()
+	resp, body := get()
+	if resp.StatusCode != http.StatusOK || body != last || resp.Header.Get("Age") == "" {
+		t.Errorf("past the limit: %d, Age %q, the last exposition %v; want 200, an Age, the last one",
+			resp.StatusCode, resp.Header.Get("Age"), body == last)
+	}
+	close(slow.open)
+	<-done
+	if _, body := get(); !strings.Contains(body, "\n"+exposition.OverLimitName+" 2\n") {
+		t.Errorf("the two scrapes past the limit are not counted in\n%s", body)
+	}
+}
