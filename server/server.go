@@ -143,8 +143,8 @@ func NewHandler(c Config) (http.Handler, error) {
 
 // NewServer returns an http.Server for the endpoints with t's limits and
 // the connection limit of its listeners (nil for none). WriteTimeout is
-// the default that every response gets; a scrape's runs from the end of
-// its wait.
+// the default that every response gets; for a scrape it counts from when
+// its answer is rendered, after its wait.
 func NewServer(h http.Handler, t Timeouts, limit *ConnLimit) *http.Server {
 	var hook func(net.Conn, http.ConnState)
 	if limit != nil {
