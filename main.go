@@ -60,6 +60,7 @@ type flags struct {
 	telemetry    string
 	maxConns     int
 	maxRequests  int
+	maxTimeout   time.Duration
 	timeOffset   config.TimeOffset
 	minInterval  time.Duration
 	logLevel     string
@@ -90,7 +91,8 @@ func parseFlags(args []string) (*flags, error) {
 	app.Flag("web.enable-registration", "Accept run IDs on POST /api/v1/runs.").BoolVar(&f.registration)
 	app.Flag("web.telemetry-path", "Path of the metrics.").Default("/metrics").StringVar(&f.telemetry)
 	app.Flag("web.max-connections", "Open HTTP connections; at the limit a new one replaces the longest-idle one, or waits if none is idle (0 = no limit).").Default("512").IntVar(&f.maxConns)
-	app.Flag("web.max-requests", "Concurrent scrapes; more get 503 (0 = no limit).").Default("40").IntVar(&f.maxRequests)
+	app.Flag("web.max-requests", "Expositions rendered at once; a scrape past the limit is answered with the last one rendered (0 = no limit). Scrapes waiting for a refresh or reading their answer do not count.").Default("40").IntVar(&f.maxRequests)
+	app.Flag("web.max-scrape-timeout", "Largest X-Prometheus-Scrape-Timeout-Seconds honoured; a longer one is cut to this.").Default(server.DefaultMaxScrapeTimeout.String()).DurationVar(&f.maxTimeout)
 	app.Flag("dify.time-offset", "Correction of the runs' own times: auto (Dify's host clock difference, from its Date headers when its runs agree), 0 (never correct), or a duration to add, such as 10m or -5h. Log rows dated off by a database zone need none.").Default("auto").SetValue(timeOffsetValue{&f.timeOffset})
 	app.Flag("refresh.min-interval", "Scrapes within this time of the last complete refresh (an HA Prometheus pair, dashboards) are served from it without calling Dify.").Default("5s").DurationVar(&f.minInterval)
 	app.Flag("demo", "Run against a built-in simulated Dify with live runs.").BoolVar(&f.demo)
@@ -119,6 +121,8 @@ func parseFlags(args []string) (*flags, error) {
 		return nil, errors.New("--web.max-connections must not be negative")
 	case f.maxRequests < 0:
 		return nil, errors.New("--web.max-requests must not be negative")
+	case f.maxTimeout <= 0:
+		return nil, errors.New("--web.max-scrape-timeout must be positive")
 	case f.minInterval < 0:
 		return nil, errors.New("--refresh.min-interval must not be negative")
 	}
@@ -245,9 +249,9 @@ func run(args []string, stderr *os.File) int {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	handler, err := server.NewHandler(server.Config{
-		Exporter: exp, Reloader: state, Metrics: exposition.Handler(runs, reg, logger), Logger: logger,
+		Exporter: exp, Reloader: state, Metrics: exposition.NewRenderer(runs, reg, f.maxRequests, logger), Logger: logger,
 		TelemetryPath: f.telemetry, TimeoutOffset: f.offset, Registration: f.registration,
-		MaxRequests: f.maxRequests, Timeouts: server.DefaultTimeouts,
+		MaxScrapeTimeout: f.maxTimeout, Timeouts: server.DefaultTimeouts,
 	})
 	if err != nil {
 		return fail("Invalid configuration", err)

@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/go-kit/log"
-	"github.com/go-kit/log/level"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,51 +24,19 @@ var Formats = []expfmt.Format{expfmt.FmtOpenMetrics_1_0_0, expfmt.FmtOpenMetrics
 const GzipLevel = gzip.BestSpeed
 
 // Handler serves one exposition of c's per-run families and g's families,
-// in the format the Accept header prefers (Formats) and compressed with
-// gzip or zstd when Accept-Encoding offers them. A gather error is logged
-// and what was gathered is served, as promhttp.ContinueOnError does.
+// rendered for each request, in the format the Accept header prefers
+// (Formats) and compressed with gzip or zstd when Accept-Encoding offers
+// them. A gather error is logged and what was gathered is served, as
+// promhttp.ContinueOnError does.
 func Handler(c *Cache, g prometheus.Gatherer, logger log.Logger) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mfs, err := g.Gather()
-		if err != nil {
-			level.Error(logger).Log("msg", "Error gathering metrics", "err", err)
-		}
-		format := expfmt.NegotiateAccept(r.Header, Formats...)
-		h := w.Header()
-		h.Set("Content-Type", string(format))
-		h.Add("Vary", "Accept")
-		h.Add("Vary", "Accept-Encoding")
-		out, done := compress(w, r)
-		err = c.Write(out, format, mfs)
-		if cerr := done(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			// Headers are gone: all that is left is to say so.
-			level.Error(logger).Log("msg", "Error writing metrics", "err", err)
-		}
+	r := NewRenderer(c, g, 0, logger)
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		e, _ := r.Exposition(req, r.now())
+		e.Write(w, r.now())
 	})
 }
 
-// compress sets Content-Encoding to what the request accepts best and
-// returns the writer for the body and a function that ends it.
-func compress(w http.ResponseWriter, r *http.Request) (io.Writer, func() error) {
-	name := negotiateEncoding(r.Header.Get("Accept-Encoding"))
-	pool, ok := compressors[name]
-	if !ok {
-		return w, func() error { return nil }
-	}
-	w.Header().Set("Content-Encoding", name)
-	c := pool.Get().(compressor)
-	c.Reset(w)
-	return c, func() error {
-		err := c.Close()
-		pool.Put(c)
-		return err
-	}
-}
-
-type compressor interface {
+type compressorWriter interface {
 	io.WriteCloser
 	Reset(io.Writer)
 }

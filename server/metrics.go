@@ -2,92 +2,73 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
-	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dify-exporter/dify_exporter/exposition"
 )
 
 // DefaultScrapeTimeout applies when a scrape does not say its timeout
 // (a curl, say).
 const DefaultScrapeTimeout = 10 * time.Second
 
-// MaxScrapeTimeout bounds the scrape timeout a request may ask for.
-const MaxScrapeTimeout = time.Hour
-
-// PromHTTP serves g in every format Prometheus negotiates, gzipped when
-// asked; gathering errors are logged and the rest is served.
-func PromHTTP(g prometheus.Gatherer, logger log.Logger) http.Handler {
-	return promhttp.HandlerFor(g, promhttp.HandlerOpts{
-		ErrorLog:      promErrorLogger{logger},
-		ErrorHandling: promhttp.ContinueOnError,
-	})
-}
-
-type promErrorLogger struct{ logger log.Logger }
-
-func (l promErrorLogger) Println(v ...any) {
-	level.Error(l.logger).Log("msg", "Error gathering metrics", "err", fmt.Sprint(v...))
-}
+// DefaultMaxScrapeTimeout is the default bound of the scrape timeout a
+// request may ask for (--web.max-scrape-timeout).
+const DefaultMaxScrapeTimeout = 2 * time.Minute
 
 // metricsHandler refreshes the exporter within the scrape's timeout, then
-// serves the metrics.
-type metricsHandler struct {
-	c Config
-	// slots bounds concurrent scrapes; nil means no bound.
-	slots chan struct{}
-}
-
-func newMetricsHandler(c Config) metricsHandler {
-	h := metricsHandler{c: c}
-	if c.MaxRequests > 0 {
-		h.slots = make(chan struct{}, c.MaxRequests)
-	}
-	return h
-}
+// answers with an exposition rendered after the refresh. Waiting for the
+// refresh, which overlapping scrapes share, holds no render slot, and
+// neither does writing the answer: only rendering it does (see
+// exposition.Renderer), so clients that wait long or never read cannot
+// keep Prometheus out.
+type metricsHandler struct{ c Config }
 
 func (h metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.slots != nil {
-		select {
-		case h.slots <- struct{}{}:
-			defer func() { <-h.slots }()
-		default:
-			http.Error(w, fmt.Sprintf("too many concurrent scrapes (limit %d); try again", cap(h.slots)), http.StatusServiceUnavailable)
-			return
-		}
-	}
-	timeout := RequestedTimeout(r)
-	// The server's read and write deadlines fit the other endpoints; a
-	// scrape may take its whole timeout and then needs time to write.
-	// (A read deadline that passes mid-handler cancels the request.)
+	timeout := RequestedTimeout(r, h.c.MaxScrapeTimeout)
+	// The server's read deadline fits the other endpoints; a scrape may
+	// wait its whole timeout. (A read deadline that passes mid-handler
+	// cancels the request.)
 	rc := http.NewResponseController(w)
-	deadline := time.Now().Add(timeout + h.c.Timeouts.Write)
-	_ = rc.SetReadDeadline(deadline)
-	_ = rc.SetWriteDeadline(deadline)
+	_ = rc.SetReadDeadline(time.Now().Add(timeout + h.c.Timeouts.Write))
 
 	ctx, cancel := context.WithTimeout(r.Context(), refreshTimeout(timeout, h.c.TimeoutOffset))
-	defer cancel()
 	h.c.Reloader.SyncFiles()
 	h.c.Exporter.Refresh(ctx)
-	h.c.Metrics.ServeHTTP(w, r)
+	cancel()
+	if r.Context().Err() != nil {
+		return // the client is gone: render nothing for it
+	}
+	e, answer := h.c.Metrics.Exposition(r, time.Now())
+	if answer == exposition.None {
+		http.Error(w, "too many concurrent scrapes and nothing rendered yet; try again", http.StatusServiceUnavailable)
+		return
+	}
+	// Writing gets the write timeout from now, whatever the wait was.
+	_ = rc.SetWriteDeadline(time.Now().Add(h.c.Timeouts.Write))
+	if err := e.Write(w, time.Now()); err != nil {
+		level.Debug(h.c.Logger).Log("msg", "Error writing metrics", "err", err)
+	}
 }
 
-// RequestedTimeout is the scrape timeout Prometheus sends, or
-// DefaultScrapeTimeout when it sends none or one out of bounds.
-func RequestedTimeout(r *http.Request) time.Duration {
+// RequestedTimeout is the scrape timeout Prometheus sends, at most max; or
+// DefaultScrapeTimeout (at most max) when it sends none or one that is
+// not a positive number. Like blackbox_exporter's module timeout, max
+// bounds what a client can make the exporter wait and hold.
+func RequestedTimeout(r *http.Request, max time.Duration) time.Duration {
 	if v := r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"); v != "" {
-		// Ignore what no Prometheus sends (NaN, Inf, days) rather than
-		// overflow into an already-expired deadline.
-		if s, err := strconv.ParseFloat(v, 64); err == nil && s > 0 && s <= MaxScrapeTimeout.Seconds() {
+		// Compare in seconds: NaN, Inf or days would overflow a Duration.
+		if s, err := strconv.ParseFloat(v, 64); err == nil && s > 0 {
+			if s >= max.Seconds() {
+				return max
+			}
 			return time.Duration(s * float64(time.Second))
 		}
 	}
-	return DefaultScrapeTimeout
+	return min(DefaultScrapeTimeout, max)
 }
 
 // refreshTimeout is the scrape timeout minus the offset, as

@@ -16,6 +16,7 @@ import (
 	"github.com/dify-exporter/dify_exporter/client"
 	"github.com/dify-exporter/dify_exporter/client/difytest"
 	"github.com/dify-exporter/dify_exporter/collector"
+	"github.com/dify-exporter/dify_exporter/exposition"
 )
 
 const chatKey = "app-registrationtestkey0000000"
@@ -38,11 +39,12 @@ func chatflowServer(t *testing.T, n int) (addr string, dify *difytest.Server, id
 		t.Fatal(err)
 	}
 	t.Cleanup(api.CloseIdleConnections)
-	exp := collector.New([]collector.AppConfig{{Name: "support-bot", API: api}})
+	cache := exposition.NewCache()
+	exp := collector.New([]collector.AppConfig{{Name: "support-bot", API: api}}, collector.WithRunCache(cache))
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(exp)
 	c := testConfig()
-	c.Exporter, c.Metrics, c.Registration = exp, PromHTTP(reg, nil), true
+	c.Exporter, c.Metrics, c.Registration = exp, exposition.NewRenderer(cache, reg, 40, nil), true
 	return serve(t, c, 0), dify, ids
 }
 

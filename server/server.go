@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/version"
 
 	"github.com/dify-exporter/dify_exporter/collector"
+	"github.com/dify-exporter/dify_exporter/exposition"
 	"github.com/dify-exporter/dify_exporter/server/pages"
 )
 
@@ -46,8 +47,8 @@ type Timeouts struct {
 	// ReadHeader bounds reading a request's headers, Read the whole
 	// request with its body (registration bodies are at most 1 MiB).
 	ReadHeader, Read time.Duration
-	// Write bounds writing a response. A scrape gets its own scrape
-	// timeout on top (see Config.Metrics).
+	// Write bounds writing a response; a scrape's answer gets it from
+	// when it is rendered, after the scrape's wait.
 	Write time.Duration
 	// Idle closes a keep-alive connection with no request for this long.
 	Idle time.Duration
@@ -62,9 +63,9 @@ var DefaultTimeouts = Timeouts{ReadHeader: 10 * time.Second, Read: 30 * time.Sec
 type Config struct {
 	Exporter *collector.Exporter
 	Reloader Reloader
-	// Metrics writes the gathered metrics once the exporter is refreshed:
-	// PromHTTP, or any handler that serves the same registry.
-	Metrics http.Handler
+	// Metrics renders the expositions once the exporter is refreshed; its
+	// render limit is --web.max-requests.
+	Metrics *exposition.Renderer
 	Logger  log.Logger
 
 	TelemetryPath string
@@ -72,10 +73,11 @@ type Config struct {
 	// to answer.
 	TimeoutOffset time.Duration
 	Registration  bool
-	// MaxRequests bounds concurrent requests to TelemetryPath; beyond it
-	// they get 503. 0 means no limit.
-	MaxRequests int
-	Timeouts    Timeouts
+	// MaxScrapeTimeout bounds the timeout a scrape may ask for with
+	// X-Prometheus-Scrape-Timeout-Seconds; 0 means
+	// DefaultMaxScrapeTimeout.
+	MaxScrapeTimeout time.Duration
+	Timeouts         Timeouts
 }
 
 // reservedPaths are the endpoints the telemetry path may not take.
@@ -117,7 +119,10 @@ func NewHandler(c Config) (http.Handler, error) {
 		c.Logger = log.NewNopLogger()
 	}
 	mux := http.NewServeMux()
-	mux.Handle(c.TelemetryPath, newMetricsHandler(c))
+	if c.MaxScrapeTimeout <= 0 {
+		c.MaxScrapeTimeout = DefaultMaxScrapeTimeout
+	}
+	mux.Handle(c.TelemetryPath, metricsHandler{c})
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "Healthy\n")
 	})
@@ -150,8 +155,8 @@ func NewHandler(c Config) (http.Handler, error) {
 
 // NewServer returns an http.Server for the endpoints with t's limits and
 // the connection limit of its listeners (nil for none). WriteTimeout is
-// the default that every response gets; scrapes extend it to their own
-// timeout.
+// the default that every response gets; for a scrape it counts from when
+// its answer is rendered, after its wait.
 func NewServer(h http.Handler, t Timeouts, limit *ConnLimit) *http.Server {
 	var hook func(net.Conn, http.ConnState)
 	if limit != nil {

@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/dify-exporter/dify_exporter/client"
 	"github.com/dify-exporter/dify_exporter/client/difytest"
 	"github.com/dify-exporter/dify_exporter/collector"
+	"github.com/dify-exporter/dify_exporter/exposition"
 )
 
 type fakeReloader struct{}
@@ -33,7 +32,7 @@ func (fakeReloader) LastReload() ReloadStatus { return ReloadStatus{LoadedAt: ti
 func testConfig() Config {
 	return Config{
 		Exporter: collector.New(nil), Reloader: fakeReloader{},
-		Metrics: PromHTTP(prometheus.NewRegistry(), nil), TelemetryPath: "/metrics",
+		Metrics: exposition.NewRenderer(exposition.NewCache(), prometheus.NewRegistry(), 40, nil), TelemetryPath: "/metrics",
 		TimeoutOffset: 500 * time.Millisecond, Timeouts: DefaultTimeouts,
 	}
 }
@@ -46,6 +45,12 @@ func serve(t *testing.T, c Config, maxConns int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveHandler(t, h, c.Timeouts, maxConns)
+}
+
+// serveHandler serves h as serve does.
+func serveHandler(t *testing.T, h http.Handler, timeouts Timeouts, maxConns int) string {
+	t.Helper()
 	addrs, systemd, webCfg := []string{"127.0.0.1:0"}, false, ""
 	flags := &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &systemd, WebConfigFile: &webCfg}
 	logger := slog.New(slog.DiscardHandler)
@@ -54,7 +59,7 @@ func serve(t *testing.T, c Config, maxConns int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(h, c.Timeouts, limit)
+	srv := NewServer(h, timeouts, limit)
 	done := make(chan error, 1)
 	go func() { done <- web.ServeMultiple(ls, srv, flags, logger) }()
 	t.Cleanup(func() {
@@ -128,36 +133,6 @@ func TestCheckTelemetryPath(t *testing.T) {
 	}
 }
 
-func TestRequestedTimeout(t *testing.T) {
-	tests := []struct {
-		header string
-		want   time.Duration // minus a 0.5s offset
-	}{
-		{"", DefaultScrapeTimeout - 500*time.Millisecond},
-		{"10", 9500 * time.Millisecond},
-		{"1.5", time.Second},
-		{"0.2", 200 * time.Millisecond}, // shorter than the offset: not cut to nothing
-		{"0", DefaultScrapeTimeout - 500*time.Millisecond},
-		{"-3", DefaultScrapeTimeout - 500*time.Millisecond},
-		{"NaN", DefaultScrapeTimeout - 500*time.Millisecond},
-		{"+Inf", DefaultScrapeTimeout - 500*time.Millisecond},
-		{"1e300", DefaultScrapeTimeout - 500*time.Millisecond},
-		{"9.3e9", DefaultScrapeTimeout - 500*time.Millisecond},
-		{"3600", time.Hour - 500*time.Millisecond},
-		{"3601", DefaultScrapeTimeout - 500*time.Millisecond},
-		{"ten", DefaultScrapeTimeout - 500*time.Millisecond},
-	}
-	for _, tc := range tests {
-		r := httptest.NewRequest("GET", "/metrics", nil)
-		if tc.header != "" {
-			r.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", tc.header)
-		}
-		if got := refreshTimeout(RequestedTimeout(r), 500*time.Millisecond); got != tc.want {
-			t.Errorf("header %q: timeout %v, want %v", tc.header, got, tc.want)
-		}
-	}
-}
-
 // short are timeouts small enough for tests.
 var short = Timeouts{ReadHeader: 300 * time.Millisecond, Read: 300 * time.Millisecond, Write: 300 * time.Millisecond, Idle: 300 * time.Millisecond}
 
@@ -203,40 +178,6 @@ func TestIdleConnectionIsClosed(t *testing.T) {
 	}
 }
 
-// A scrape whose client never reads is released once its scrape timeout
-// and the write timeout have passed.
-func TestMetricsClientThatNeverReads(t *testing.T) {
-	c := testConfig()
-	c.Timeouts = short
-	returned := make(chan error, 1)
-	// A large exposition, more than the socket buffers hold.
-	c.Metrics = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		chunk := []byte(strings.Repeat("dify_test_metric{a=\"b\"} 1\n", 4096))
-		var err error
-		for i := 0; i < 4096 && err == nil; i++ { // ~100 MiB
-			_, err = w.Write(chunk)
-		}
-		returned <- err
-	})
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-	}}
-	conn, err := d.Dial("tcp", serve(t, c, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Prometheus-Scrape-Timeout-Seconds: 0.5\r\n\r\n")
-	select {
-	case err := <-returned:
-		if err == nil {
-			t.Errorf("the whole exposition was written to a client that never reads")
-		}
-	case <-time.After(10 * time.Second):
-		t.Errorf("the metrics handler still writes to a client that never reads after 10s (scrape timeout 0.5s, write timeout %v)", short.Write)
-	}
-}
-
 // The server's read timeout is shorter than a scrape may take; it must
 // not cut the scrape's refresh short (a read deadline passing mid-handler
 // cancels the request's context).
@@ -253,11 +194,12 @@ func TestLongScrapeOutlastsReadTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer api.CloseIdleConnections()
-	exp := collector.New([]collector.AppConfig{{Name: "t", API: api, RunIDs: []string{id}}})
+	cache := exposition.NewCache()
+	exp := collector.New([]collector.AppConfig{{Name: "t", API: api, RunIDs: []string{id}}}, collector.WithRunCache(cache))
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(exp)
 	c := testConfig()
-	c.Exporter, c.Metrics, c.Timeouts = exp, PromHTTP(reg, nil), short
+	c.Exporter, c.Metrics, c.Timeouts = exp, exposition.NewRenderer(cache, reg, 40, nil), short
 	req, _ := http.NewRequest("GET", "http://"+serve(t, c, 0)+"/metrics", nil)
 	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "5")
 	resp, err := http.DefaultClient.Do(req)
@@ -339,61 +281,6 @@ func TestConnectionLimitIdle(t *testing.T) {
 			t.Errorf("idle connection %d was closed too; only the oldest needed to be", i+1)
 		}
 	}
-}
-
-// Scrapes beyond MaxRequests get 503 at once, not a place in a queue.
-func TestMaxRequests(t *testing.T) {
-	c := testConfig()
-	c.MaxRequests = 2
-	release := make(chan struct{})
-	var inFlight sync.WaitGroup
-	inFlight.Add(2)
-	c.Metrics = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		inFlight.Done()
-		<-release
-		io.WriteString(w, "ok\n")
-	})
-	addr := serve(t, c, 0)
-	results := make(chan int, 2)
-	for range 2 {
-		go func() {
-			resp, err := http.Get("http://" + addr + "/metrics")
-			if err != nil {
-				results <- 0
-				return
-			}
-			resp.Body.Close()
-			results <- resp.StatusCode
-		}()
-	}
-	inFlight.Wait()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "limit 2") {
-		t.Errorf("third concurrent scrape with a limit of 2: %d %q, want 503 naming the limit", resp.StatusCode, body)
-	}
-	// The other endpoints are not limited.
-	if resp, err := http.Get("http://" + addr + "/-/healthy"); err != nil || resp.StatusCode != http.StatusOK {
-		t.Errorf("/-/healthy during full scrapes: %v %v", resp, err)
-	} else {
-		resp.Body.Close()
-	}
-	close(release)
-	for range 2 {
-		if code := <-results; code != http.StatusOK {
-			t.Errorf("a scrape within the limit: %d", code)
-		}
-	}
-	inFlight.Add(1) // the next scrape gets a slot again
-	resp, err = http.Get("http://" + addr + "/metrics")
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("scrape after the others finished: %v %v", resp, err)
-	}
-	resp.Body.Close()
 }
 
 // The landing page names each app's Dify release, what it hides from
