@@ -404,6 +404,9 @@ func (c *Client) attempt(ctx context.Context, endpoint, target string, decode de
 	resp, err := c.http.Do(req)
 	if err != nil {
 		c.observe(endpoint, "error")
+		if strings.Contains(err.Error(), badLocation) {
+			return redirectError(endpoint, 0, "an unreadable Location")
+		}
 		return transportError(endpoint, ctx, err)
 	}
 	defer resp.Body.Close()
@@ -554,11 +557,21 @@ func (c *Client) redirected(endpoint string, resp *http.Response) *Error {
 	to := "nowhere (no Location)"
 	if loc, err := resp.Location(); err == nil {
 		to = truncate(RedactKeys(loc.String()), 200)
-	} else if resp.Header.Get("Location") != "" {
-		to = "an unreadable Location"
 	}
-	return &Error{Kind: KindWrongURL, Endpoint: endpoint, Status: resp.StatusCode,
-		hint: fmt.Sprintf("%d redirect to %s, not followed: Dify's API never redirects — set the URL to the address Dify's API answers at (want e.g. https://api.dify.ai/v1)", resp.StatusCode, to)}
+	return redirectError(endpoint, resp.StatusCode, to)
+}
+
+// badLocation is in the error http.Client returns, before asking
+// CheckRedirect, for a redirect whose Location does not parse.
+const badLocation = "failed to parse Location header"
+
+func redirectError(endpoint string, status int, to string) *Error {
+	what := "redirect"
+	if status != 0 {
+		what = strconv.Itoa(status) + " redirect"
+	}
+	return &Error{Kind: KindWrongURL, Endpoint: endpoint, Status: status,
+		hint: what + " to " + to + ", not followed: Dify's API never redirects — set the URL to the address Dify's API answers at (want e.g. https://api.dify.ai/v1)"}
 }
 
 // isHTML reports whether an answer is a web page, which Dify's API never
