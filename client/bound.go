@@ -106,7 +106,7 @@ const MaxAppNameLen = 128
 // appName keeps an app's name printable, free of the client's key and of
 // anything key-shaped, and at most MaxAppNameLen bytes of valid UTF-8.
 func (c *Client) appName(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = window(strings.ToValidUTF8(s, "\uFFFD"), MaxAppNameLen+redactSlack)
 	s = RedactKeys(strings.ReplaceAll(s, c.cfg.APIKey, redacted))
 	s = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {

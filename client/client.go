@@ -556,7 +556,10 @@ func (c *Client) wrongURL(endpoint string, resp *http.Response, what string) *Er
 func (c *Client) redirected(endpoint string, resp *http.Response) *Error {
 	to := "nowhere (no Location)"
 	if loc, err := resp.Location(); err == nil {
-		to = truncate(RedactKeys(loc.String()), 200)
+		to = fmt.Sprintf("a Location of %d bytes", len(loc.String()))
+		if u := loc.String(); len(u) <= redactSlack {
+			to = truncate(RedactKeys(u), 200)
+		}
 	}
 	return redirectError(endpoint, resp.StatusCode, to)
 }
@@ -643,7 +646,7 @@ func contentType(resp *http.Response) string {
 // clean keeps server-supplied text printable, key-free and short before it
 // reaches logs, labels or error messages.
 func clean(s string, max int) string {
-	s = RedactKeys(strings.ToValidUTF8(s, "?"))
+	s = RedactKeys(window(strings.ToValidUTF8(s, "?"), max+redactSlack))
 	s = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return ' '

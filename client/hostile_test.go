@@ -535,3 +535,54 @@ func TestRateLimitedTriesOnce(t *testing.T) {
 		t.Error("RetryAfter of a plain error is usable")
 	}
 }
+
+// A huge answer is cut before it is redacted (redaction reads about 2 MB
+// a second), at a space, so that no key or URL across the cut escapes.
+func TestHugeTextCutWithoutLeaks(t *testing.T) {
+	pad := strings.Repeat("word ", 30) // 150 bytes: the key starts inside the 200 shown
+	tests := []struct{ name, message string }{
+		{"key then a megabyte", pad + hostileKey + strings.Repeat("x", 1<<20)},
+		{"key near the cut", pad + strings.Repeat("y", 1000) + " " + hostileKey + " z"},
+		{"user info across the cut", pad + "http://user:" + strings.Repeat("p", 2000) + foreignSK + "@h/v1 tail"},
+		{"query across the cut", pad + "http://h/v1?k=" + strings.Repeat("q", 900) + hostileKey + " tail"},
+		{"one huge word", hostileKey + strings.Repeat("k", 1<<21)},
+		{"Bearer across the cut", pad + strings.Repeat("b", 40) + " Bearer " + strings.Repeat("T", 1100) + oddKey},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			body := `{"code":"invalid_param","message":` + jsonString(tc.message) + `,"status":400}`
+			c, err := client.New(client.Config{URL: cannedServer(t, answer{400, "application/json", body}), APIKey: hostileKey, MaxRetries: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Run(context.Background(), runID)
+			if client.KindOf(err) != client.KindOther {
+				t.Fatalf("kind %v: %v", client.KindOf(err), err)
+			}
+			if n := len(err.Error()); n > 400 {
+				t.Errorf("error is %d bytes", n)
+			}
+			if l := leaks6(err.Error(), hostileKey, foreignSK, oddKey); l != "" {
+				t.Errorf("error leaks %q: %s", l, err)
+			}
+		})
+	}
+}
+
+// BenchmarkHugeServerVersion measures refusing a 1 MB server_version in
+// GET /v1/, the same in X-Version: once 1.6 s of regular expressions.
+func BenchmarkHugeServerVersion(b *testing.B) {
+	huge := strings.Repeat("1.", 1<<19) + "1"
+	body := `{"welcome":"Dify OpenAPI","api_version":"v1","server_version":"` + huge + `"}`
+	c, err := client.New(client.Config{URL: "http://dify.invalid/v1", APIKey: hostileKey, MaxRetries: -1,
+		HTTPClient: &http.Client{Transport: staticTransport(body)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if s, err := c.Server(context.Background()); s.ServerVersion != client.Unknown || client.KindOf(err) != client.KindBadResponse {
+			b.Fatal(s.ServerVersion, err)
+		}
+	}
+}

@@ -21,6 +21,9 @@ var urlLike = regexp.MustCompile(`\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>\x60]+`)
 // redacted replaces a secret in text.
 const redacted = "<redacted>"
 
+// redactSlack is how far past what it shows a cut looks for secrets.
+const redactSlack = 1024
+
 // isKey reports whether a word keyLike matched is a key: a Dify key is 24
 // random letters and digits, so it has a capital or a digit in its first
 // characters, which a lower-case name ("app-translator", "sk-learn") has
@@ -57,6 +60,21 @@ func ContainsKey(s string) bool { return RedactKeys(s) != s }
 func IsKey(s string) bool {
 	loc := keyLike.FindStringIndex(s)
 	return loc != nil && loc[0] == 0 && loc[1] == len(s) && isKey(s)
+}
+
+// window returns the start of s for redaction when only its first n bytes
+// or so can be shown: RedactKeys reads about 2 MB a second, too slow for a
+// hostile megabyte. It ends at a space or quote, which no key or URL holds,
+// so none is split and missed; a first word longer than n is dropped.
+func window(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := strings.LastIndexAny(s[:n], " \t\r\n\"'<>`")
+	if i < 0 {
+		return ""
+	}
+	return s[:i]
 }
 
 // redactURL drops a URL's user info and hides its query and fragment, which

@@ -123,9 +123,10 @@ func quoteID(s string) string {
 // quoteShort quotes s for an error message, redacted and then cut to about
 // max bytes (see cut).
 func quoteShort(s string, max int) string {
-	s = RedactKeys(s)
-	if c, ok := cut(s, max); ok {
-		return fmt.Sprintf("%q… (%d bytes)", c, len(s))
+	n := len(s)
+	s = RedactKeys(window(s, max+redactSlack))
+	if c, ok := cut(s, max); ok || len(s) < n {
+		return fmt.Sprintf("%q… (%d bytes)", c, n)
 	}
 	return fmt.Sprintf("%q", s)
 }

@@ -211,7 +211,7 @@ func TestURLQueryAndFragmentNeverShown(t *testing.T) {
 		"https://dify.example.com/v1#%s",
 		"https://dify.example.com/v1#token=%s",
 		"https://dify.example.com/v1/?a=1#%s",
-		"https://d.example.com/v1?k=%s",                    // the key across the old 48-byte cut
+		"https://d.example.com/v1?k=%s",                     // the key across the old 48-byte cut
 		"https://dify.example.com/v1?xxxxxxxxxxxxxxxxxx=%s", // the key starting past the cut
 		"https://dify.example.com/%[1]s/v1?k=%[1]s",
 		"ftp://dify.example.com/v1?k=%s",
