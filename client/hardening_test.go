@@ -338,19 +338,22 @@ func difyBehindNginx(t *testing.T) string {
 	return s.URL
 }
 
+// endpointCalls makes one call to each endpoint, by its name.
+var endpointCalls = map[string]func(*client.Client) error{
+	"run": func(c *client.Client) error { _, err := c.Run(context.Background(), runID); return err },
+	"logs": func(c *client.Client) error {
+		_, err := c.WorkflowLogs(context.Background(), client.LogsQuery{})
+		return err
+	},
+	"info":  func(c *client.Client) error { _, err := c.Info(context.Background()); return err },
+	"index": func(c *client.Client) error { _, err := c.Server(context.Background()); return err },
+}
+
 // Issue 10, "a Dify URL without /v1": told apart from a run Dify does not
 // know, with a message that names the fix.
 func TestWrongURL(t *testing.T) {
 	host := difyBehindNginx(t)
-	calls := map[string]func(*client.Client) error{
-		"run": func(c *client.Client) error { _, err := c.Run(context.Background(), runID); return err },
-		"logs": func(c *client.Client) error {
-			_, err := c.WorkflowLogs(context.Background(), client.LogsQuery{})
-			return err
-		},
-		"info":  func(c *client.Client) error { _, err := c.Info(context.Background()); return err },
-		"index": func(c *client.Client) error { _, err := c.Server(context.Background()); return err },
-	}
+	calls := endpointCalls
 	tests := []struct {
 		base, call string
 		kind       client.Kind

@@ -47,15 +47,7 @@ func TestRedirectNeverFollowed(t *testing.T) {
 	defer other.Close()
 	otherHost := strings.TrimPrefix(other.URL, "http://")
 
-	calls := map[string]func(*client.Client) error{
-		"run": func(c *client.Client) error { _, err := c.Run(context.Background(), runID); return err },
-		"logs": func(c *client.Client) error {
-			_, err := c.WorkflowLogs(context.Background(), client.LogsQuery{})
-			return err
-		},
-		"info":  func(c *client.Client) error { _, err := c.Info(context.Background()); return err },
-		"index": func(c *client.Client) error { _, err := c.Server(context.Background()); return err },
-	}
+	calls := endpointCalls
 	tests := []struct {
 		name     string
 		status   int
