@@ -566,12 +566,7 @@ func TestHugeTextCutWithoutLeaks(t *testing.T) {
 func BenchmarkHugeServerVersion(b *testing.B) {
 	huge := strings.Repeat("1.", 1<<19) + "1"
 	body := `{"welcome":"Dify OpenAPI","api_version":"v1","server_version":"` + huge + `"}`
-	c, err := client.New(client.Config{URL: "http://dify.invalid/v1", APIKey: hostileKey, MaxRetries: -1,
-		HTTPClient: &http.Client{Transport: staticTransport(body)}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(int64(len(body)))
+	c := benchClient(b, body)
 	for b.Loop() {
 		if s, err := c.Server(context.Background()); s.ServerVersion != client.Unknown || client.KindOf(err) != client.KindBadResponse {
 			b.Fatal(s.ServerVersion, err)
@@ -585,13 +580,7 @@ func BenchmarkWorkflowLogsPage(b *testing.B) {
 	body := logsBody(100, func(i int) string {
 		return fmt.Sprintf(`{"workflow_run":{"id":"00000000-0000-4000-8000-%012d","workflow_id":%q,"version":"2025-01-16 12:00:00.000000","status":"partial-succeeded","total_tokens":1,"created_at":1705407629},"created_at":1705407629}`, i, wfID)
 	})
-	c, err := client.New(client.Config{URL: "http://dify.invalid/v1", APIKey: hostileKey, MaxRetries: -1,
-		HTTPClient: &http.Client{Transport: staticTransport(body)}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
+	c := benchClient(b, body)
 	for b.Loop() {
 		if p, err := c.WorkflowLogs(context.Background(), client.LogsQuery{Limit: 100}); err != nil || len(p.Entries) != 100 {
 			b.Fatal(len(p.Entries), p.SkipErr, err)
