@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,8 +33,12 @@ const (
 	DefaultTimeout      = 10 * time.Second
 	DefaultMaxRetries   = 2
 	DefaultMaxBodyBytes = 4 << 20
-	// maxRetryAfter is the longest Retry-After the client waits out.
+	// maxRetryAfter is the longest Retry-After the client waits out
+	// within a call.
 	maxRetryAfter = 30 * time.Second
+	// retryAfterCap bounds the wait RetryAfter reports: a longer one is
+	// not a server's real intent.
+	retryAfterCap = time.Hour
 )
 
 // Limiter paces requests; *rate.Limiter satisfies it.
@@ -73,6 +78,8 @@ type Client struct {
 	cfg     Config
 	http    *http.Client
 	backoff time.Duration
+	// seenVersion is the last valid X-Version header of any answer.
+	seenVersion atomic.Pointer[string]
 }
 
 // New checks cfg and returns a Client. Its errors never show the URL's
@@ -116,10 +123,14 @@ func newClient(cfg Config) (*Client, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	if cfg.HTTPClient != nil {
+		v := *cfg.HTTPClient
+		hc = &v
 	}
+	// Dify's API never redirects, and Go would send the key on to another
+	// port of the same host: a redirect is a wrong URL, never followed.
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &Client{base: u, cfg: cfg, http: hc, backoff: 100 * time.Millisecond}, nil
 }
 
@@ -137,6 +148,27 @@ func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
 // URL returns the API base URL.
 func (c *Client) URL() string { return c.base.String() }
 
+// SeenVersion returns the release in the X-Version header of the latest
+// answer that carried a valid one, "" if none has. Every Dify answer
+// carries it (since 0.2), so the release is known even where a proxy
+// hides GET /v1/.
+func (c *Client) SeenVersion() string {
+	if v := c.seenVersion.Load(); v != nil {
+		return *v
+	}
+	return ""
+}
+
+func (c *Client) noteVersion(h http.Header) {
+	v, err := parseVersion(h.Get("X-Version"))
+	if err != nil {
+		return // absent, or not a release: the last good one stands
+	}
+	if old := c.seenVersion.Load(); old == nil || *old != v {
+		c.seenVersion.Store(&v)
+	}
+}
+
 // Run fetches GET /workflows/run/{id}. A run Dify does not know (404, or
 // a 200 with a null id from older versions) is an *Error of KindNotFound.
 func (c *Client) Run(ctx context.Context, id string) (Run, error) {
@@ -145,7 +177,7 @@ func (c *Client) Run(ctx context.Context, id string) (Run, error) {
 		return Run{}, redact(&Error{Kind: KindOther, Endpoint: EndpointRun, Err: err}, c.cfg.APIKey)
 	}
 	var r Run
-	err = c.get(ctx, EndpointRun, "/workflows/run/"+url.PathEscape(id), nil, func(body []byte, _ time.Time) error {
+	err = c.get(ctx, EndpointRun, "/workflows/run/"+url.PathEscape(id), nil, func(body []byte, _ answer) error {
 		var w wireRun
 		if err := json.Unmarshal(body, &w); err != nil {
 			return err
@@ -153,7 +185,11 @@ func (c *Client) Run(ctx context.Context, id string) (Run, error) {
 		if w.ID == nil || *w.ID == "" {
 			return &Error{Kind: KindNotFound, Err: errors.New("run not found (empty answer from an older Dify)")}
 		}
-		r = w.toRun()
+		run, err := w.toRun()
+		if err != nil {
+			return badAnswer(err)
+		}
+		r = run
 		if !strings.EqualFold(r.ID, id) {
 			return &Error{Kind: KindBadResponse, Err: fmt.Errorf("asked for run %s, got %s", id, quoteShort(r.ID, 40))}
 		}
@@ -196,7 +232,7 @@ func (c *Client) WorkflowLogs(ctx context.Context, q LogsQuery) (LogPage, error)
 		limit = defaultLogsLimit
 	}
 	var p LogPage
-	err := c.get(ctx, EndpointLogs, "/workflows/logs", v, func(body []byte, date time.Time) error {
+	err := c.get(ctx, EndpointLogs, "/workflows/logs", v, func(body []byte, a answer) error {
 		var w wireLogPage
 		if err := json.Unmarshal(body, &w); err != nil {
 			return err
@@ -204,7 +240,7 @@ func (c *Client) WorkflowLogs(ctx context.Context, q LogsQuery) (LogPage, error)
 		if len(w.Data) > limit {
 			return &Error{Kind: KindBadResponse, Err: fmt.Errorf("page has %d entries, more than the limit %d asked for", len(w.Data), limit)}
 		}
-		p = LogPage{Page: w.Page, Limit: w.Limit, Total: w.Total, HasMore: w.HasMore, Date: date,
+		p = LogPage{Page: w.Page, Limit: w.Limit, Total: w.Total, HasMore: w.HasMore, Date: a.date,
 			Entries: make([]LogEntry, 0, len(w.Data))}
 		for i, raw := range w.Data {
 			e, ok, err := decodeLogEntry(raw)
@@ -242,39 +278,58 @@ func decodeLogEntry(raw json.RawMessage) (e LogEntry, ok bool, err error) {
 	if err != nil {
 		return e, false, err
 	}
-	e = LogEntry{Run: d.WorkflowRun.toRun(), LoggedAt: time.Time(d.CreatedAt)}
+	run, err := d.WorkflowRun.toRun()
+	if err != nil {
+		return e, false, err
+	}
+	e = LogEntry{Run: run, LoggedAt: time.Time(d.CreatedAt)}
 	e.Run.ID = id
-	if d.WorkflowRun.Version != nil {
-		e.Version = *d.WorkflowRun.Version
+	if v := d.WorkflowRun.Version; v != nil && *v != "" {
+		if e.Version, err = parseWorkflowVersion(*v); err != nil {
+			return LogEntry{}, false, err
+		}
 	}
 	return e, true, nil
 }
 
-// Info fetches GET /info.
+// Info fetches GET /info. The name is bounded to MaxAppNameLen bytes and
+// has key-shaped text redacted; a mode not shaped like one is Unknown.
 func (c *Client) Info(ctx context.Context) (AppInfo, error) {
 	var w wireInfo
-	if err := c.get(ctx, EndpointInfo, "/info", nil, jsonInto(&w)); err != nil {
+	err := c.get(ctx, EndpointInfo, "/info", nil, func(body []byte, _ answer) error {
+		return json.Unmarshal(body, &w)
+	})
+	if err != nil {
 		return AppInfo{}, err
 	}
-	return AppInfo(w), nil
+	return AppInfo{Name: c.appName(w.Name), Mode: appMode(w.Mode)}, nil
 }
 
-// Server fetches GET / (no key needed), Dify's version probe.
+// Server fetches GET / (no key needed), Dify's version probe. The release
+// is the body's server_version, or the X-Version header where the body has
+// none. A version in no release's shape is a KindBadResponse error; the
+// ServerInfo returned with it still has the Date, and the header's version
+// or Unknown.
 func (c *Client) Server(ctx context.Context) (ServerInfo, error) {
-	var w wireIndex
-	if err := c.get(ctx, EndpointIndex, "/", nil, jsonInto(&w)); err != nil {
+	var info ServerInfo
+	var badVersion bool
+	err := c.get(ctx, EndpointIndex, "/", nil, func(body []byte, a answer) error {
+		var w wireIndex
+		if err := json.Unmarshal(body, &w); err != nil {
+			return err
+		}
+		var err error
+		info.Date = a.date
+		info.ServerVersion, err = serverVersion(w.ServerVersion, a.version)
+		if badVersion = err != nil; badVersion {
+			return badAnswer(err)
+		}
+		return nil
+	})
+	if err != nil && !badVersion {
 		return ServerInfo{}, err
 	}
-	return ServerInfo{ServerVersion: w.ServerVersion, Date: w.date}, nil
-}
-
-func jsonInto(out any) decoder {
-	return func(body []byte, date time.Time) error {
-		if d, ok := out.(dated); ok {
-			d.setDate(date)
-		}
-		return json.Unmarshal(body, out)
-	}
+	return info, err
 }
 
 // get performs a GET with retries and hands a 2xx body to decode. A plain
@@ -314,9 +369,6 @@ func (c *Client) retry(ctx context.Context, endpoint, path string, query url.Val
 		}
 		wait := c.backoff << attempt
 		wait += rand.N(wait/2 + 1)
-		if err.RetryAfter > maxRetryAfter {
-			return err // not worth holding a scrape for
-		}
 		if err.RetryAfter > wait {
 			wait = err.RetryAfter
 		}
@@ -352,10 +404,14 @@ func (c *Client) attempt(ctx context.Context, endpoint, target string, decode de
 	resp, err := c.http.Do(req)
 	if err != nil {
 		c.observe(endpoint, "error")
+		if strings.Contains(err.Error(), badLocation) {
+			return redirectError(endpoint, 0, "an unreadable Location")
+		}
 		return transportError(endpoint, ctx, err)
 	}
 	defer resp.Body.Close()
 	c.observe(endpoint, strconv.Itoa(resp.StatusCode))
+	c.noteVersion(resp.Header)
 
 	body, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBodyBytes+1))
 	if err != nil {
@@ -377,7 +433,7 @@ func (c *Client) attempt(ctx context.Context, endpoint, target string, decode de
 	if isHTML(resp, body) {
 		return c.wrongURL(endpoint, resp, "an HTML page")
 	}
-	if err := decode(body, parseDate(resp.Header.Get("Date"))); err != nil {
+	if err := decode(body, answer{date: parseDate(resp.Header.Get("Date")), version: resp.Header.Get("X-Version")}); err != nil {
 		var e *Error
 		if errors.As(err, &e) {
 			e.Endpoint, e.Status = endpoint, resp.StatusCode
@@ -389,13 +445,23 @@ func (c *Client) attempt(ctx context.Context, endpoint, target string, decode de
 	return nil
 }
 
-// decoder takes a 2xx body and the server's Date header (zero if absent):
-// Dify's own clock, which the exporter needs to query the logs in Dify's
-// time.
-type decoder func(body []byte, date time.Time) error
+// decoder takes a 2xx body and what the answer's headers say.
+type decoder func(body []byte, a answer) error
 
-// dated answers keep the server's Date header.
-type dated interface{ setDate(time.Time) }
+// answer is what a decoder may need from an answer's headers.
+type answer struct {
+	// date is the Date header (zero if absent): Dify's own clock, which
+	// the exporter needs to query the logs in Dify's time.
+	date time.Time
+	// version is the X-Version header as sent, unchecked.
+	version string
+}
+
+// badAnswer is the error for an answer that decodes but holds a value in a
+// shape Dify never sends.
+func badAnswer(err error) *Error {
+	return &Error{Kind: KindBadResponse, Err: err}
+}
 
 func parseDate(header string) time.Time {
 	t, err := http.ParseTime(header)
@@ -414,6 +480,9 @@ func (c *Client) observe(endpoint, code string) {
 // statusError maps a non-2xx answer and Dify's {code, message} envelope
 // to an *Error.
 func (c *Client) statusError(endpoint string, resp *http.Response, body []byte) *Error {
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return c.redirected(endpoint, resp)
+	}
 	e := &Error{Endpoint: endpoint, Status: resp.StatusCode}
 	var env wireEnvelope
 	if json.Unmarshal(body, &env) == nil {
@@ -440,7 +509,7 @@ func (c *Client) statusError(endpoint string, resp *http.Response, body []byte) 
 		e.Kind = KindNotFound
 	case code == http.StatusTooManyRequests:
 		e.Kind = KindRateLimited
-		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"))
+		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), parseDate(resp.Header.Get("Date")))
 	case code >= 500:
 		e.Kind = KindServerError
 	case e.Code == "not_workflow_app":
@@ -480,6 +549,34 @@ func (c *Client) wrongURL(endpoint string, resp *http.Response, what string) *Er
 		hint: fmt.Sprintf("%s at %s: not Dify's service API — %s", got, withoutUser(&at), hint)}
 }
 
+// redirected is the error for a redirect, which Dify's API never sends: it
+// names where the redirect points (user info, query and fragment
+// redacted), and the client does not follow it, so the key goes nowhere
+// else.
+func (c *Client) redirected(endpoint string, resp *http.Response) *Error {
+	to := "nowhere (no Location)"
+	if loc, err := resp.Location(); err == nil {
+		to = fmt.Sprintf("a Location of %d bytes", len(loc.String()))
+		if u := loc.String(); len(u) <= redactSlack {
+			to = truncate(RedactKeys(u), 200)
+		}
+	}
+	return redirectError(endpoint, resp.StatusCode, to)
+}
+
+// badLocation is in the error http.Client returns, before asking
+// CheckRedirect, for a redirect whose Location does not parse.
+const badLocation = "failed to parse Location header"
+
+func redirectError(endpoint string, status int, to string) *Error {
+	what := "redirect"
+	if status != 0 {
+		what = strconv.Itoa(status) + " redirect"
+	}
+	return &Error{Kind: KindWrongURL, Endpoint: endpoint, Status: status,
+		hint: what + " to " + to + ", not followed: Dify's API never redirects — set the URL to the address Dify's API answers at (want e.g. https://api.dify.ai/v1)"}
+}
+
 // isHTML reports whether an answer is a web page, which Dify's API never
 // sends.
 func isHTML(resp *http.Response, body []byte) bool {
@@ -512,19 +609,30 @@ func ctxError(endpoint string, err error, last *Error) *Error {
 	return &Error{Kind: KindTimeout, Endpoint: endpoint, Err: err}
 }
 
-func parseRetryAfter(v string) time.Duration {
+// parseRetryAfter reads a Retry-After header, in seconds or as an HTTP
+// date (taken against the answer's Date, as Dify's clock may be off),
+// capped at retryAfterCap. Zero means none usable.
+func parseRetryAfter(v string, date time.Time) time.Duration {
+	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}
-	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := time.Until(t); d > 0 {
-			return d
+	if strings.Trim(v, "0123456789") == "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n > uint64(retryAfterCap/time.Second) {
+			return retryAfterCap // out of range: absurdly long
 		}
+		return time.Duration(n) * time.Second
 	}
-	return 0
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	now := date
+	if now.IsZero() {
+		now = time.Now()
+	}
+	return min(max(t.Sub(now), 0), retryAfterCap)
 }
 
 func contentType(resp *http.Response) string {
@@ -535,10 +643,10 @@ func contentType(resp *http.Response) string {
 	return clean(ct, 40)
 }
 
-// clean keeps server-supplied text printable and short before it reaches
-// logs or error messages.
+// clean keeps server-supplied text printable, key-free and short before it
+// reaches logs, labels or error messages.
 func clean(s string, max int) string {
-	s = strings.ToValidUTF8(s, "?")
+	s = RedactKeys(window(strings.ToValidUTF8(s, "?"), max+redactSlack))
 	s = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return ' '

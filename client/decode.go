@@ -24,7 +24,9 @@ type wireRun struct {
 	ElapsedTime flexNumber `json:"elapsed_time"`
 }
 
-func (w *wireRun) toRun() Run {
+// toRun converts a decoded run, refusing a workflow_id or status in a
+// shape Dify never sends (they become label values).
+func (w *wireRun) toRun() (Run, error) {
 	r := Run{
 		TotalSteps:  w.TotalSteps.count(),
 		TotalTokens: w.TotalTokens.count(),
@@ -35,13 +37,21 @@ func (w *wireRun) toRun() Run {
 	if w.ID != nil {
 		r.ID = *w.ID
 	}
-	if w.WorkflowID != nil {
-		r.WorkflowID = *w.WorkflowID
+	if w.WorkflowID != nil && *w.WorkflowID != "" {
+		id, err := parseUUID("workflow_id", *w.WorkflowID)
+		if err != nil {
+			return Run{}, err
+		}
+		r.WorkflowID = id
 	}
-	if w.Status != nil {
-		r.Status = Status(*w.Status)
+	if w.Status != nil && *w.Status != "" {
+		st, err := parseStatus(*w.Status)
+		if err != nil {
+			return Run{}, err
+		}
+		r.Status = st
 	}
-	return r
+	return r, nil
 }
 
 type wireLogRun struct {
@@ -71,10 +81,7 @@ type wireInfo struct {
 
 type wireIndex struct {
 	ServerVersion string `json:"server_version"`
-	date          time.Time
 }
-
-func (w *wireIndex) setDate(t time.Time) { w.date = t }
 
 type wireEnvelope struct {
 	Code    string `json:"code"`

@@ -37,8 +37,8 @@ func TestDecodeRunAcrossEras(t *testing.T) {
 			if err := json.Unmarshal([]byte(tc.body), &w); err != nil {
 				t.Fatal(err)
 			}
-			if got := w.toRun(); got != want {
-				t.Errorf("got  %+v\nwant %+v", got, want)
+			if got, err := w.toRun(); err != nil || got != want {
+				t.Errorf("got  %+v (%v)\nwant %+v", got, err, want)
 			}
 		})
 	}
@@ -54,8 +54,8 @@ func TestDecodeNullsAndOddValues(t *testing.T) {
 	if w.ID != nil {
 		t.Errorf("id = %v, want nil: an all-null body means not found", *w.ID)
 	}
-	if got := w.toRun(); got != (Run{}) {
-		t.Errorf("all-null run = %+v, want zero", got)
+	if got, err := w.toRun(); err != nil || got != (Run{}) {
+		t.Errorf("all-null run = %+v (%v), want zero", got, err)
 	}
 
 	bad := []struct{ name, body, want string }{

@@ -67,7 +67,8 @@ type Error struct {
 	Status int
 	// Code and Message come from Dify's error envelope when there was one.
 	Code, Message string
-	// RetryAfter is the server's Retry-After, if it sent one.
+	// RetryAfter is the wait a 429's Retry-After asked for (capped at an
+	// hour), zero if it sent none usable; see the RetryAfter function.
 	RetryAfter time.Duration
 	// Err is the underlying transport or decoding error, if any.
 	Err error
@@ -145,11 +146,26 @@ func KindOf(err error) Kind {
 	return KindOther
 }
 
+// RetryAfter returns how long a rate-limited server asked to be left
+// alone, if err is a 429 whose Retry-After was usable (seconds or an HTTP
+// date in the future; capped at an hour).
+func RetryAfter(err error) (time.Duration, bool) {
+	var e *Error
+	if errors.As(err, &e) && e.Kind == KindRateLimited && e.RetryAfter > 0 {
+		return e.RetryAfter, true
+	}
+	return 0, false
+}
+
 // retryable reports whether another attempt may succeed.
 func (e *Error) retryable() bool {
 	switch e.Kind {
-	case KindServerError, KindUnreachable, KindRateLimited:
+	case KindServerError, KindUnreachable:
 		return true
+	case KindRateLimited:
+		// Asked again at once, a limited server says no again: one try
+		// unless it said when, and soon enough to wait within a call.
+		return e.RetryAfter > 0 && e.RetryAfter <= maxRetryAfter
 	case KindBadResponse:
 		// A truncated body is a transport hiccup; garbage from a 200 is not.
 		return e.Status == 0

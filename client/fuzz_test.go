@@ -111,6 +111,18 @@ func checkFuzzError(t *testing.T, err error, endpoint string, kinds ...Kind) {
 	}
 }
 
+// checkBounded fails unless the strings of a decoded run have the shape
+// Dify gives them: they become label values.
+func checkBounded(t *testing.T, r Run) {
+	t.Helper()
+	if id, err := parseUUID("workflow_id", r.WorkflowID); r.WorkflowID != "" && (err != nil || id != r.WorkflowID) {
+		t.Errorf("workflow_id %q is not a canonical lower-case UUID", r.WorkflowID)
+	}
+	if len(r.Status) > maxStatusLen || ContainsKey(string(r.Status)) || strings.ContainsFunc(string(r.Status), func(c rune) bool { return c < '-' || c > 'z' }) {
+		t.Errorf("status %q is unbounded or not a word", r.Status)
+	}
+}
+
 func FuzzDecodeRun(f *testing.F) {
 	for _, s := range runSeeds {
 		f.Add([]byte(s))
@@ -119,7 +131,7 @@ func FuzzDecodeRun(f *testing.F) {
 		// The wire type alone must never panic.
 		var w wireRun
 		_ = json.Unmarshal(body, &w)
-		_ = w.toRun()
+		_, _ = w.toRun()
 
 		r, err := fuzzClient(t, body).Run(context.Background(), strings.ToUpper(fuzzRunID))
 		if err != nil {
@@ -133,6 +145,7 @@ func FuzzDecodeRun(f *testing.F) {
 		if perr != nil || id != r.ID || r.ID != fuzzRunID {
 			t.Errorf("decoded run ID %q (%v), want %q", r.ID, perr, fuzzRunID)
 		}
+		checkBounded(t, r)
 	})
 }
 
@@ -169,6 +182,10 @@ func FuzzDecodeLogs(f *testing.F) {
 			id, perr := ParseRunID(e.Run.ID)
 			if perr != nil || id != e.Run.ID {
 				t.Errorf("entry run ID %q is not a canonical lower-case UUID (%v)", e.Run.ID, perr)
+			}
+			checkBounded(t, e.Run)
+			if len(e.Version) > maxWorkflowVersionLen || ContainsKey(e.Version) {
+				t.Errorf("entry version %q is unbounded or key-shaped", e.Version)
 			}
 		}
 	})

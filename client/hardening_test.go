@@ -131,14 +131,42 @@ func TestRedactKeys(t *testing.T) {
 		{"token " + foreignSK + ".", "token sk-<redacted>."},
 		{"sk-ant-api03-AbCdEfGhIjKlMnOpQrStUv", "sk-<redacted>"},
 		{"dataset-AbCdEfGhIjKlMnOpQrStUv", "dataset-<redacted>"},
-		// Not keys: left as they are.
+		// Issue 16: keys of any length, cut short or not.
+		{"key app-Hq7Tz2Lm9Wx", "key app-<redacted>"},
+		{"key app-Hq7Tz2", "key app-<redacted>"},
+		{"app-Hq7Tz2Lm9Wx4Rb6Nc1Vd8Kp3xyz0123", "app-<redacted>"},
+		{"x_app-Hq7Tz2Lm9Wx4Rb6Nc1Vd8Kp3.", "x_app-<redacted>."},
+		{"sk-Ab12cdEF", "sk-<redacted>"},
+		{"Authorization: Bearer Zq9-odd.token_77", "Authorization: Bearer <redacted>"},
+		{"authorization: bearer\t" + oddKey, "authorization: bearer <redacted>"},
+		// URLs: user info dropped, query and fragment hidden, the rest kept.
+		{"at https://u:pw@dify.example.com:8443/v1/info?a=1&key=x#frag, then", "at https://<redacted>@dify.example.com:8443/v1/info?<redacted>#<redacted>, then"},
+		{"http://" + oddKey + "@h/v1", "http://<redacted>@h/v1"},
+		{`"http://h/v1?token=abc"`, `"http://h/v1?<redacted>"`},
+		{"http://h/v1#", "http://h/v1#"},
+		{"http://h/v1?", "http://h/v1?"},
+		{"(see http://h/v1?x=1)", "(see http://h/v1?<redacted>)"},
+		// Not secrets: left as they are.
 		{"desk-lamp", "desk-lamp"},
 		{"app-translator", "app-translator"},
+		{"app-customer-support", "app-customer-support"},
+		{"app-v2", "app-v2"},
 		{"sk-short", "sk-short"},
+		{"sk-learn", "sk-learn"},
+		{"Bearer of news", "Bearer of news"},
+		{"dify info: 404 at http://127.0.0.1:8080/v1/info: not Dify's service API", "dify info: 404 at http://127.0.0.1:8080/v1/info: not Dify's service API"},
+		{"https://api.dify.ai/v1", "https://api.dify.ai/v1"},
 	}
 	for _, tc := range tests {
-		if got := client.RedactKeys(tc.in); got != tc.want {
+		got := client.RedactKeys(tc.in)
+		if got != tc.want {
 			t.Errorf("RedactKeys(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		if again := client.RedactKeys(got); again != got {
+			t.Errorf("RedactKeys is not idempotent on %q: %q", got, again)
+		}
+		if client.ContainsKey(tc.in) != (got != tc.in) {
+			t.Errorf("ContainsKey(%q) = %v", tc.in, client.ContainsKey(tc.in))
 		}
 	}
 }
@@ -310,19 +338,22 @@ func difyBehindNginx(t *testing.T) string {
 	return s.URL
 }
 
+// endpointCalls makes one call to each endpoint, by its name.
+var endpointCalls = map[string]func(*client.Client) error{
+	"run": func(c *client.Client) error { _, err := c.Run(context.Background(), runID); return err },
+	"logs": func(c *client.Client) error {
+		_, err := c.WorkflowLogs(context.Background(), client.LogsQuery{})
+		return err
+	},
+	"info":  func(c *client.Client) error { _, err := c.Info(context.Background()); return err },
+	"index": func(c *client.Client) error { _, err := c.Server(context.Background()); return err },
+}
+
 // Issue 10, "a Dify URL without /v1": told apart from a run Dify does not
 // know, with a message that names the fix.
 func TestWrongURL(t *testing.T) {
 	host := difyBehindNginx(t)
-	calls := map[string]func(*client.Client) error{
-		"run": func(c *client.Client) error { _, err := c.Run(context.Background(), runID); return err },
-		"logs": func(c *client.Client) error {
-			_, err := c.WorkflowLogs(context.Background(), client.LogsQuery{})
-			return err
-		},
-		"info":  func(c *client.Client) error { _, err := c.Info(context.Background()); return err },
-		"index": func(c *client.Client) error { _, err := c.Server(context.Background()); return err },
-	}
+	calls := endpointCalls
 	tests := []struct {
 		base, call string
 		kind       client.Kind
@@ -378,10 +409,9 @@ func (b staticTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		Body: io.NopCloser(strings.NewReader(string(b))), ContentLength: int64(len(b)), Request: req}, nil
 }
 
-// BenchmarkLyingLogsPage measures refusing a page of 28,000 entries (3.6
-// MiB, under the body cap) sent for limit 100.
-func BenchmarkLyingLogsPage(b *testing.B) {
-	body := logsBody(28000, func(i int) string { return logEntry(fmt.Sprintf("00000000-0000-4000-8000-%012d", i)) })
+// benchClient is a client whose every call gets body, for a benchmark of
+// decoding it.
+func benchClient(b *testing.B, body string) *client.Client {
 	c, err := client.New(client.Config{URL: "http://dify.invalid/v1", APIKey: wfKey, MaxRetries: -1,
 		HTTPClient: &http.Client{Transport: staticTransport(body)}})
 	if err != nil {
@@ -389,6 +419,14 @@ func BenchmarkLyingLogsPage(b *testing.B) {
 	}
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
+	return c
+}
+
+// BenchmarkLyingLogsPage measures refusing a page of 28,000 entries (3.6
+// MiB, under the body cap) sent for limit 100.
+func BenchmarkLyingLogsPage(b *testing.B) {
+	body := logsBody(28000, func(i int) string { return logEntry(fmt.Sprintf("00000000-0000-4000-8000-%012d", i)) })
+	c := benchClient(b, body)
 	for b.Loop() {
 		if _, err := c.WorkflowLogs(context.Background(), client.LogsQuery{Limit: 100}); client.KindOf(err) != client.KindBadResponse {
 			b.Fatal(err)

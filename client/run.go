@@ -2,8 +2,6 @@ package client
 
 import (
 	"fmt"
-	"regexp"
-	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -137,49 +135,22 @@ const maxRunIDLen = 64
 // 8-4-4-4-12 hex form) and returns it lower-cased. Anything else is refused,
 // so an ID can never reach another endpoint or carry a query.
 func ParseRunID(s string) (string, error) {
-	if len(s) != 36 {
-		return "", fmt.Errorf("invalid run ID %s: want a UUID like fb47b2e6-5e43-4f90-be01-d5c5a088d156", quoteID(s))
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return "", fmt.Errorf("invalid run ID %s: want a UUID like fb47b2e6-5e43-4f90-be01-d5c5a088d156", quoteID(s))
-			}
-			continue
-		}
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return "", fmt.Errorf("invalid run ID %s: want a UUID like fb47b2e6-5e43-4f90-be01-d5c5a088d156", quoteID(s))
-		}
-	}
-	return strings.ToLower(s), nil
-}
-
-// keyLike matches text shaped like an API key: Dify's app- and dataset-
-// keys, and sk- keys (OpenAI style, which some gateways in front of Dify
-// use). Over-redacting a word that merely looks like one is harmless.
-var keyLike = regexp.MustCompile(`(app-|dataset-)[A-Za-z0-9]{12,}|sk-[A-Za-z0-9_-]{16,}`)
-
-// RedactKeys hides anything shaped like an API key in text that came from
-// outside (a refused ID, an unknown app name, a server's answer), so that a
-// key pasted or echoed in the wrong place does not reach logs or answers.
-func RedactKeys(s string) string {
-	return keyLike.ReplaceAllStringFunc(s, func(k string) string {
-		return k[:strings.IndexByte(k, '-')+1] + "<redacted>"
-	})
+	return parseUUID("run ID", s)
 }
 
 // quoteID quotes a refused ID for an error message, shortened, with
 // invalid UTF-8 escaped and key-shaped text redacted.
 func quoteID(s string) string {
-	return RedactKeys(quoteShort(s, maxRunIDLen))
+	return quoteShort(s, maxRunIDLen)
 }
 
-// quoteShort quotes s, cut to about max bytes (see cut).
+// quoteShort quotes s for an error message, redacted and then cut to about
+// max bytes (see cut).
 func quoteShort(s string, max int) string {
-	if c, ok := cut(s, max); ok {
-		return fmt.Sprintf("%q… (%d bytes)", c, len(s))
+	n := len(s)
+	s = RedactKeys(window(s, max+redactSlack))
+	if c, ok := cut(s, max); ok || len(s) < n {
+		return fmt.Sprintf("%q… (%d bytes)", c, n)
 	}
 	return fmt.Sprintf("%q", s)
 }

@@ -454,22 +454,17 @@ func structFields(t reflect.Type) (fields map[string]reflect.Type, rest reflect.
 
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]+$`)
 
-// keyLike matches a Dify API key (app- followed by 24 letters and digits),
-// with some slack.
-var keyLike = regexp.MustCompile(`^\s*app-[A-Za-z0-9]{16,}\s*$`)
-
-// nameKeyLike matches an app name that is probably a pasted key: a Dify
-// key (app- and 24 letters and digits) or an sk- style key.
-var nameKeyLike = regexp.MustCompile(`^(app-[A-Za-z0-9]{24}|sk-[A-Za-z0-9_-]{20,})$`)
-
-// nameLooksLikeKey reports whether an app name is probably a pasted key
-// (one with a digit or a capital: "app-" and a long word is a fine name).
+// nameLooksLikeKey reports whether an app name holds what is probably a
+// pasted key: the name is a label on every metric, where a key must never
+// be ("app-" and a lower-case word is a fine name).
 func nameLooksLikeKey(name string) bool {
-	if !nameKeyLike.MatchString(name) {
-		return false
-	}
-	_, rest, _ := strings.Cut(name, "-")
-	return strings.ContainsAny(rest, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+	return client.ContainsKey(name)
+}
+
+// keyLike reports whether a value meant to be a path or a variable name is
+// an API key instead.
+func keyLike(s string) bool {
+	return client.IsKey(strings.TrimSpace(s))
 }
 
 const keysLive = "API keys live in files or the environment: put the key in a file and set api_key_file, or in an environment variable and set api_key_env"
@@ -480,10 +475,10 @@ func checkCommon(rc *rawCommon, n *yaml.Node, where string) error {
 	if rc.APIKey != nil || keyNode(n, "api_key") != nil { // even api_key: ~
 		return fmt.Errorf("%s%s: api_key is not allowed: %s", linePrefix(keyNode(n, "api_key")), where, keysLive)
 	}
-	if rc.APIKeyFile != nil && keyLike.MatchString(*rc.APIKeyFile) {
+	if rc.APIKeyFile != nil && keyLike(*rc.APIKeyFile) {
 		return fmt.Errorf("%s%s: api_key_file holds what looks like an API key, not a path: %s", linePrefix(keyNode(n, "api_key_file")), where, keysLive)
 	}
-	if rc.APIKeyEnv != nil && keyLike.MatchString(*rc.APIKeyEnv) {
+	if rc.APIKeyEnv != nil && keyLike(*rc.APIKeyEnv) {
 		return fmt.Errorf("%s%s: api_key_env holds what looks like an API key, not a variable name: %s", linePrefix(keyNode(n, "api_key_env")), where, keysLive)
 	}
 	if rc.APIKeyFile != nil && rc.APIKeyEnv != nil {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const testKey = "app-Q1w2E3r4T5y6U7i8O9p0Asdf"
@@ -175,6 +176,108 @@ func TestAPIKeyOddBytes(t *testing.T) {
 		t.Setenv("DIFY_TEST_ODD", tc.content)
 		if _, err := (App{Name: "a", APIKeyEnv: "DIFY_TEST_ODD"}).APIKey(); err == nil || !strings.Contains(err.Error(), "DIFY_TEST_ODD") {
 			t.Errorf("env %q: got %v, want an error naming the variable", tc.content, err)
+		}
+	}
+}
+
+// hostileKey is a Dify-shaped key (app- and 24 letters and digits).
+const hostileKey = "app-Hq7Tz2Lm9Wx4Rb6Nc1Vd8Kp3"
+
+// leaks6 returns the first 6-byte piece of a secret's random part found in
+// text: a cut key, or a few characters of one, is still a leak.
+func leaks6(text string, secrets ...string) string {
+	for _, s := range secrets {
+		if strings.HasPrefix(s, "app-") || strings.HasPrefix(s, "sk-") {
+			_, s, _ = strings.Cut(s, "-")
+		}
+		for i := 0; i+6 <= len(s); i++ {
+			if strings.Contains(text, s[i:i+6]) {
+				return s[i : i+6]
+			}
+		}
+	}
+	return ""
+}
+
+// Issue 16: a key in the query or fragment of --dify.url was printed cut at
+// 48 bytes but unredacted (19 of its 24 secret characters); through a
+// config file, 11 characters slipped under the redaction pattern.
+func TestURLQueryAndFragmentNeverShown(t *testing.T) {
+	const password = "s3cr3tPassw0rdXYZ" // not key-shaped: only its place marks it
+	tmpls := []string{
+		"https://dify.example.com/v1?%s",
+		"https://dify.example.com/v1?api_key=%s",
+		"https://dify.example.com/v1?api_key=%s&x=1",
+		"https://dify.example.com/v1#%s",
+		"https://dify.example.com/v1#token=%s",
+		"https://dify.example.com/v1/?a=1#%s",
+		"https://d.example.com/v1?k=%s",                     // the key across the old 48-byte cut
+		"https://dify.example.com/v1?xxxxxxxxxxxxxxxxxx=%s", // the key starting past the cut
+		"https://dify.example.com/%[1]s/v1?k=%[1]s",
+		"ftp://dify.example.com/v1?k=%s",
+		"https://:443/v1?k=%s",
+	}
+	for _, tmpl := range tmpls {
+		for _, secretValue := range []string{hostileKey, "sk-proj-AbCdEf0123456789_ghIJ-klmnOP", password} {
+			if strings.Contains(tmpl, "%[1]s/") && secretValue == password {
+				continue // a password in the path is not recognisable
+			}
+			u := fmt.Sprintf(tmpl, secretValue)
+			a := App{Name: "a", URL: u, APIKeyEnv: "K", Runs: RunLimits{Retention: time.Hour, Max: 1}, Timeout: time.Second, Concurrency: 1}
+			_, ferr := FromFlags(a)
+			_, perr := Parse([]byte("apps:\n  - name: a\n    api_key_env: K\n    url: '"+u+"'\n"), flagDefaults)
+			for what, err := range map[string]error{"--dify.url": ferr, "config file": perr} {
+				if err == nil {
+					t.Errorf("%s %q: no error", what, u)
+					continue
+				}
+				if l := leaks6(err.Error(), secretValue); l != "" {
+					t.Errorf("%s %q: error leaks %q: %v", what, u, l, err)
+				}
+				if !strings.Contains(err.Error(), "example.com") && !strings.Contains(err.Error(), "https://:443") {
+					t.Errorf("%s %q: error does not name the host: %v", what, u, err)
+				}
+			}
+		}
+	}
+}
+
+// Issue 16: the key-shaped app-name check matched only exactly 24
+// characters after app-.
+func TestAppNameLooksLikeKey(t *testing.T) {
+	tests := []struct {
+		name string
+		key  bool
+	}{
+		{hostileKey, true},
+		{hostileKey[:15], true}, // 11 characters after app-
+		{hostileKey[:10], true}, // 6
+		{hostileKey + "Xy9", true},
+		{"prod-" + hostileKey, true},
+		{"sk-proj-AbCdEf0123456789_ghIJ-klmnOP", true},
+		{"sk-Ab12cd", true},
+		{"dataset-Ab12Cd34Ef56", true},
+		{"translator", false},
+		{"app-translator", false},
+		{"app-customer-support-bot", false},
+		{"app-v2", false},
+		{"sk-learn", false},
+		{"desk-lamp", false},
+	}
+	for _, tc := range tests {
+		a := App{Name: tc.name, URL: "https://api.dify.ai/v1", APIKeyEnv: "K", Runs: RunLimits{Retention: time.Hour, Max: 1}, Timeout: time.Second, Concurrency: 1}
+		_, ferr := FromFlags(a)
+		_, perr := Parse([]byte("apps:\n  - name: "+tc.name+"\n    api_key_env: K\n"), flagDefaults)
+		for what, err := range map[string]error{"--dify.app-name": ferr, "config file": perr} {
+			refused := err != nil && strings.Contains(err.Error(), "looks like an API key")
+			if refused != tc.key {
+				t.Errorf("%s %q: error %v; want refused as a key: %v", what, tc.name, err, tc.key)
+			}
+			if err != nil && tc.key {
+				if l := leaks6(err.Error(), tc.name); l != "" {
+					t.Errorf("%s %q: error leaks %q: %v", what, tc.name, l, err)
+				}
+			}
 		}
 	}
 }

@@ -567,10 +567,11 @@ func oneLine(s string) string {
 	return strings.Join(parts, " ")
 }
 
-// shorten quotes s for a message, cut to a readable length, with invalid
-// UTF-8 and control characters escaped.
+// shorten quotes s for a message, secrets redacted and then cut to a
+// readable length, with invalid UTF-8 and control characters escaped.
 func shorten(s string) string {
 	const max = 48
+	s = redact(s)
 	if len(s) <= max {
 		return strconv.Quote(s)
 	}
