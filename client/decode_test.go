@@ -96,7 +96,11 @@ func TestImplausibleRunTimes(t *testing.T) {
 		if err := json.Unmarshal([]byte(tc.body), &w); err != nil {
 			t.Fatalf("%s: %v", tc.body, err)
 		}
-		if got := w.toRun().CreatedAt; !got.Equal(tc.want) {
+		run, err := w.toRun()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.body, err)
+		}
+		if got := run.CreatedAt; !got.Equal(tc.want) {
 			t.Errorf("%s: created %v, want %v", tc.body, got, tc.want)
 		}
 		if PlausibleTime(time.Time(w.CreatedAt)) != !tc.want.IsZero() {

@@ -17,6 +17,9 @@ type API interface {
 	WorkflowLogs(ctx context.Context, q client.LogsQuery) (client.LogPage, error)
 	Info(ctx context.Context) (client.AppInfo, error)
 	Server(ctx context.Context) (client.ServerInfo, error)
+	// SeenVersion is the release named by the X-Version header of the
+	// latest answer ("" if none), which every Dify answer carries.
+	SeenVersion() string
 }
 
 // AppConfig describes one Dify app to export.

@@ -416,3 +416,23 @@ func TestMinIntervalReusesARecentRefresh(t *testing.T) {
 		t.Errorf("detail calls 6 s after = %d, want 1", got)
 	}
 }
+
+// A proxy that hides GET /v1/ does not hide the release: every Dify
+// answer names it in X-Version, and /v1/ is not asked again each refresh.
+func TestReleaseFromXVersion(t *testing.T) {
+	f := withVersion(newFixture(t, withDiscovery(1000)), "1.10.1")
+	f.srv.SetFault(difytest.EndpointIndex, difytest.Fault{Status: 404})
+	for range 3 {
+		f.refresh(t)
+		f.advance(15 * time.Second)
+	}
+	if got, _, _ := lookup(f.reg, "dify_server_info", map[string]string{"version": "1.10.1"}); got != 1 {
+		t.Errorf("dify_server_info{version=\"1.10.1\"} = %v, want 1 from X-Version", got)
+	}
+	if st := f.exp.App("translator").Status(); !strings.Contains(st.Note, "appear only once they finish") {
+		t.Errorf("note = %q: the release's limits are not known", st.Note)
+	}
+	if got := f.srv.Requests(difytest.EndpointIndex); got != 1 {
+		t.Errorf("GET /v1/ asked %d times in 3 refreshes, want once", got)
+	}
+}

@@ -95,6 +95,7 @@ func (nopAPI) Info(context.Context) (client.AppInfo, error) {
 func (nopAPI) Server(context.Context) (client.ServerInfo, error) {
 	return client.ServerInfo{}, errors.New("unused")
 }
+func (nopAPI) SeenVersion() string { return "" }
 
 // BenchmarkInspectorMemory reports the most an app's inspector keeps:
 // every departure, run error and refresh log slot full (the set of runs

@@ -106,6 +106,7 @@ func (a *App) refresh(ctx context.Context) {
 		a.fetchInfo(ctx, cfg, st)
 	}
 	a.mu.Lock()
+	a.adoptVersion(cfg.API.SeenVersion()) // an upgrade shows in any answer
 	caps := capabilitiesOf(a.server.release, a.info.Mode)
 	discovery := cfg.Discovery && caps.vis != noLogs
 	p := a.plan(start, discovery, caps)
@@ -185,14 +186,27 @@ func (a *App) probeServer(ctx context.Context, cfg AppConfig, st *refreshState) 
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err != nil {
-		return // a proxy may hide /v1/: the release stays unknown
+		// A proxy may hide /v1/: every answer's X-Version names the
+		// release all the same.
+		if v := cfg.API.SeenVersion(); v != "" {
+			a.server.at = a.now()
+			a.adoptVersion(v)
+		}
+		return
 	}
 	a.clocks.observeDate(s.Date, a.now())
 	a.server.at = a.now()
-	if s.ServerVersion != a.server.version {
-		a.server.version, a.server.release = s.ServerVersion, parseRelease(s.ServerVersion)
-		level.Info(a.logger).Log("msg", "Dify server", "version", s.ServerVersion)
+	a.adoptVersion(s.ServerVersion)
+}
+
+// adoptVersion takes the server's release as an answer named it. Call
+// with a.mu held.
+func (a *App) adoptVersion(v string) {
+	if v == "" || v == a.server.version {
+		return
 	}
+	a.server.version, a.server.release = v, parseRelease(v)
+	level.Info(a.logger).Log("msg", "Dify server", "version", v)
 }
 
 // fetchInfo reads GET /v1/info, which also proves the key.

@@ -426,6 +426,7 @@ func (nopAPI) Info(context.Context) (client.AppInfo, error) {
 func (nopAPI) Server(context.Context) (client.ServerInfo, error) {
 	return client.ServerInfo{}, errors.New("unused")
 }
+func (nopAPI) SeenVersion() string { return "" }
 
 // Pages of the lookup follow each other in run ID order, with no run
 // twice or left out, and the last says there is no next.
