@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/go-kit/log/level"
@@ -200,41 +201,50 @@ func (a *App) readLogs(ctx context.Context, cfg AppConfig, gen uint64, st *refre
 	return bp.complete
 }
 
-// readWindow pages through one window until it ends or the deadline.
+// readWindow pages through one window until it ends or the deadline. The
+// first page is read alone; the pages after it that the window surely
+// reaches (see pagesAhead) are then read concurrently, within the app's
+// concurrency, and taken in page order: the stop rule and the way rows are
+// taken in are those of a read one page after another.
 func (a *App) readWindow(ctx context.Context, cfg AppConfig, gen uint64, st *refreshState, w logWindow, newest bool) logsPass {
 	var pass logsPass
+	defer func() { pass.from = w.from }()
 	page := w.page
-	adjusted := w.total < 0 || page == 1
-	for {
-		if ctx.Err() != nil {
-			pass.stopped = page
-			return pass
-		}
-		p, err := cfg.API.WorkflowLogs(ctx, client.LogsQuery{CreatedAfter: w.after, Page: page, Limit: logsPageSize})
-		a.countError(err)
-		st.record(err)
-		if err != nil {
-			pass.stopped = page
-			return pass
-		}
-		if p.SkipErr != nil {
-			st.record(p.SkipErr) // said on the landing page; the page is used
-		}
-		a.mu.Lock()
-		a.clocks.observeDate(p.Date, a.now())
-		if newest && page == 1 {
-			a.logs.readAt = a.now()
-		}
-		a.mu.Unlock()
-		if !adjusted {
-			// Rows inserted since the backlog was left pushed its rows
-			// down: skip whole pages of them (rounding down re-reads).
-			adjusted = true
-			if shift := (p.Total - w.total) / logsPageSize; shift > 0 {
-				page += shift
-				continue
+	if ctx.Err() != nil {
+		pass.stopped = page
+		return pass
+	}
+	p, err := a.readPage(ctx, ctx, cfg, st, w, page, newest)
+	if err != nil {
+		pass.stopped = page
+		return pass
+	}
+	if w.total >= 0 && page > 1 {
+		// Rows inserted since the backlog was left pushed its rows down:
+		// skip whole pages of them (rounding down re-reads).
+		if shift := (p.Total - w.total) / logsPageSize; shift > 0 {
+			page += shift
+			if p, err = a.readPage(ctx, ctx, cfg, st, w, page, newest); err != nil {
+				pass.stopped = page
+				return pass
 			}
 		}
+	}
+
+	// Pages read ahead and not needed (the window ended) are cancelled
+	// and their calls not counted as failures.
+	ahead, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	type fetched struct {
+		page int
+		p    client.LogPage
+		err  error
+	}
+	results := make(chan fetched, max(cfg.Concurrency, 1))
+	got := make(map[int]fetched)
+	launched, inflight := page, 0
+	for {
 		pass.total = p.Total
 		old := a.takePage(p, gen, &w, &pass)
 		if len(p.Entries) == 0 && p.Skipped > 0 && w.from.IsZero() {
@@ -246,8 +256,103 @@ func (a *App) readWindow(ctx context.Context, cfg AppConfig, gen uint64, st *ref
 			pass.complete = true
 			return pass
 		}
+		want := page + max(a.pagesAhead(w, pass, max(cfg.Concurrency, 1)), 1)
+		if last := (p.Total + logsPageSize - 1) / logsPageSize; want > last {
+			want = max(last, page+1)
+		}
 		page++
+		for {
+			for launched < want && inflight < cap(results) {
+				launched++
+				inflight++
+				wg.Add(1)
+				go func(n int) {
+					defer wg.Done()
+					p, err := a.readPage(ahead, ctx, cfg, st, w, n, false)
+					results <- fetched{n, p, err}
+				}(launched)
+			}
+			if _, ok := got[page]; ok {
+				break
+			}
+			r := <-results
+			inflight--
+			got[r.page] = r
+		}
+		r := got[page]
+		delete(got, page)
+		if r.err != nil {
+			pass.stopped = page
+			return pass
+		}
+		p = r.p
 	}
+}
+
+// readPage asks for one page of a window. A call cancelled because the
+// window ended (ctx done, scrape not) is neither counted nor recorded.
+func (a *App) readPage(ctx, scrape context.Context, cfg AppConfig, st *refreshState, w logWindow, page int, newest bool) (client.LogPage, error) {
+	p, err := cfg.API.WorkflowLogs(ctx, client.LogsQuery{CreatedAfter: w.after, Page: page, Limit: logsPageSize})
+	if err != nil && ctx.Err() != nil && scrape.Err() == nil {
+		return p, err
+	}
+	a.countError(err)
+	st.record(err)
+	if err != nil {
+		return p, err
+	}
+	if p.SkipErr != nil {
+		st.record(p.SkipErr) // said on the landing page; the page is used
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.clocks.observeDate(p.Date, a.now())
+	if newest && page == 1 {
+		a.logs.readAt = a.now()
+	}
+	return p, nil
+}
+
+// pagesAhead is how many pages past those taken the window surely
+// reaches (the next one is read in any case): the rows the index holds between the window's start and the
+// oldest row taken were there at the last read. Below what the index
+// holds (a first look, a backlog), the rows' rate so far estimates the
+// rest, read at most limit pages ahead so that a wrong guess wastes few
+// calls.
+func (a *App) pagesAhead(w logWindow, pass logsPass, limit int) int {
+	if w.from.IsZero() || len(pass.rows) == 0 {
+		return 0
+	}
+	from, oldest := nanos(w.from), pass.rows[0]
+	if oldest <= from {
+		return 0
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	below, ok := a.rows.rowsFrom(oldest)
+	if !ok {
+		below = 0
+	}
+	known, reaches := a.rows.rowsFrom(from)
+	if !reaches {
+		// The index begins after the window's start: what it holds
+		// down to its oldest row, then the rows' rate.
+		known = len(a.rows.times)
+	}
+	n := pagesFor(max(known-below, 0), logsPageSize)
+	if reaches {
+		return n
+	}
+	indexed := oldest
+	if len(a.rows.times) > 0 {
+		indexed = min(indexed, a.rows.times[0])
+	}
+	newestRead := pass.rows[len(pass.rows)-1]
+	if span := newestRead - oldest; span > 0 && indexed > from {
+		est := float64(len(pass.rows)) * float64(indexed-from) / float64(span)
+		n += min(pagesFor(int(min(est, float64(limit*logsPageSize))), logsPageSize), limit)
+	}
+	return n
 }
 
 // takePage takes in one page's entries. It reports whether the page
