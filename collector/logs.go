@@ -83,6 +83,10 @@ type logWindow struct {
 	// countRunsFrom, if set: a row whose run's own time is before it is
 	// not new (see logCursor.hiddenBefore).
 	countRunsFrom time.Time
+	// top, in a backlog left by a pass cut short, is the oldest
+	// believable row that pass read (rows' frame): the backlog is the
+	// rows below it.
+	top time.Time
 }
 
 // logsPass is the outcome of reading one window.
@@ -91,8 +95,8 @@ type logsPass struct {
 	// stopped is where an incomplete read stopped (next page), with the
 	// query's total then.
 	stopped, total int
-	rows           []int64 // believable row times read, for the planner's index
-	// from is the window's start once known (a first look finds it).
+	rows           []int64 // believable row times read, sorted, for the planner's index
+	// from is the window's start (a first look finds it).
 	from time.Time
 	// hidden is set when a first look met a page of undecodable rows
 	// before its first believable row.
@@ -135,10 +139,47 @@ func (a *App) readLogs(ctx context.Context, cfg AppConfig, gen uint64, st *refre
 	}
 	main.after = a.coarseAfter(main.from, now, cfg.Lookback)
 	backlog := a.logs.backlog
-	if backlog != nil && !main.from.IsZero() && !backlog.from.Before(main.from) {
+	resumed := false
+	switch {
+	case backlog == nil || main.from.IsZero():
+	case !backlog.top.IsZero() && main.from.Before(backlog.top):
+		// The main window reaches into the backlog: the rest of a pass
+		// cut short. Read again from the newest, it would be cut at the
+		// same page and the oldest rows never refreshed; so the backlog
+		// (the least recently read rows) is read first, down to the
+		// older of the two starts, and the main window then stops where
+		// the backlog begins.
+		resumed = true
+		if backlog.from.After(main.from) {
+			backlog.from = main.from
+			if main.after.Before(backlog.after) {
+				// Older rows join the query's end: pages keep their
+				// rows, but the total no longer says how many were
+				// inserted.
+				backlog.after, backlog.total = main.after, -1
+			}
+		}
+		main.from = backlog.top
+	case !backlog.from.Before(main.from):
 		backlog = nil // the main window reads it all
 	}
 	a.mu.Unlock()
+
+	if resumed {
+		bp := a.readWindow(ctx, cfg, gen, st, *backlog, false)
+		a.mu.Lock()
+		switch {
+		case bp.complete:
+			a.logs.backlog = nil
+		case bp.stopped > backlog.page:
+			backlog.page, backlog.total = bp.stopped, bp.total
+		}
+		a.mu.Unlock()
+		if !bp.complete || ctx.Err() != nil {
+			return false
+		}
+		backlog = nil
+	}
 
 	pass := a.readWindow(ctx, cfg, gen, st, main, true)
 	a.mu.Lock()
@@ -168,10 +209,15 @@ func (a *App) readLogs(ctx context.Context, cfg AppConfig, gen uint64, st *refre
 	case pass.stopped > 1:
 		// Read the newest part: go on from the new rows next time, and
 		// keep the rest as a backlog (an older backlog merges into it:
-		// the same query from an earlier start holds both).
+		// the same query from an earlier start holds both). The backlog
+		// begins below the oldest row read.
 		a.logs.once = true
 		b := main
 		b.page, b.total, b.from, b.arrivals = pass.stopped, pass.total, pass.from, false
+		b.top = time.Time{}
+		if len(pass.rows) > 0 {
+			b.top = time.Unix(0, pass.rows[0])
+		}
 		if backlog != nil {
 			b.after, b.from, b.total, b.countFrom = backlog.after, backlog.from, -1, backlog.countFrom
 			backlog = nil
@@ -206,8 +252,7 @@ func (a *App) readLogs(ctx context.Context, cfg AppConfig, gen uint64, st *refre
 // reaches (see pagesAhead) are then read concurrently, within the app's
 // concurrency, and taken in page order: the stop rule and the way rows are
 // taken in are those of a read one page after another.
-func (a *App) readWindow(ctx context.Context, cfg AppConfig, gen uint64, st *refreshState, w logWindow, newest bool) logsPass {
-	var pass logsPass
+func (a *App) readWindow(ctx context.Context, cfg AppConfig, gen uint64, st *refreshState, w logWindow, newest bool) (pass logsPass) {
 	defer func() { pass.from = w.from }()
 	page := w.page
 	if ctx.Err() != nil {
