@@ -14,7 +14,7 @@ import (
 
 // Fairness on the logs path: when the pages a refresh needs do not all
 // fit in a scrape, the pass cut short resumes where it stopped, so every
-// unfinished run is refreshed within ceil(pages / pages per scrape) + 1
+// unfinished run is refreshed within ceil(calls needed / calls per scrape)
 // scrapes, however old its row. See docs/performance-fairness.md.
 
 // putSpreadRuns logs n runs created 200 ms apart up to a minute ago, every
@@ -178,4 +178,85 @@ func runsIn(t testing.TB, f *fixture, status string) map[string]bool {
 		}
 	}
 	return in
+}
+
+// slowDify answers every endpoint after latency.
+func slowDify(f *fixture, latency time.Duration) {
+	for _, e := range []difytest.Endpoint{difytest.EndpointRun, difytest.EndpointLogs, difytest.EndpointInfo, difytest.EndpointIndex} {
+		f.srv.SetFault(e, difytest.Fault{Latency: latency})
+	}
+}
+
+// scrapeFairness runs six 15 s scrapes with a 10 s deadline after the 50
+// oldest unfinished runs finish, and reports the scrape at which all 50
+// showed it, the largest refresh age and the longest scrape.
+func scrapeFairness(b *testing.B, f *fixture, oldest []string) {
+	finishRuns(f, oldest)
+	shownAt, maxAge, longest := 0, 0.0, time.Duration(0)
+	for scrape := 1; scrape <= 6; scrape++ {
+		f.advance(15 * time.Second)
+		start := time.Now()
+		f.refresh(b) // 10 s deadline
+		longest = max(longest, time.Since(start))
+		succeeded := runsIn(b, f, "succeeded")
+		shown := 0
+		for _, id := range oldest {
+			if succeeded[id] {
+				shown++
+			}
+		}
+		if shown == len(oldest) && shownAt == 0 {
+			shownAt = scrape
+		}
+		age, _, err := lookup(f.reg, "dify_exporter_refresh_age_seconds", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		maxAge = max(maxAge, age)
+	}
+	b.ReportMetric(float64(shownAt), "scrapes-to-show-50-oldest")
+	b.ReportMetric(maxAge, "max-refresh-age-s")
+	b.ReportMetric(longest.Seconds(), "longest-scrape-s")
+}
+
+// BenchmarkSlowDifyFairness: a Dify answering every call in 100 ms (logs
+// path: 10,000 runs, 2,000 running through 100 log pages) or 30 ms
+// (chatflow: 2,000 registered running runs, detail calls only), a 10 s
+// scrape timeout, --dify.concurrency's default of 8. Figures for
+// docs/performance-fairness.md.
+//
+//	go test -run '^$' -bench SlowDifyFairness -benchtime 1x ./collector/
+func BenchmarkSlowDifyFairness(b *testing.B) {
+	b.Run("logs=10000,running=2000,latency=100ms", func(b *testing.B) {
+		for b.Loop() {
+			f := withVersion(newFixture(b, withDiscovery(20000)), "1.13.3")
+			cfg := f.exp.App("translator").cfg
+			cfg.Concurrency = 8
+			f.exp.SetApps([]AppConfig{cfg})
+			unfinished := putSpreadRuns(f, 10000)
+			slowDify(f, 100*time.Millisecond)
+			f.refresh(b) // the first look
+			scrapeFairness(b, f, unfinished[:50])
+		}
+	})
+	b.Run("chatflow,running=2000,latency=30ms", func(b *testing.B) {
+		for b.Loop() {
+			f := newFixture(b, nil)
+			f.srv.AddApp(testKey, difytest.App{Name: "Support", Mode: "advanced-chat"})
+			cfg := f.exp.App("translator").cfg
+			cfg.MaxRuns, cfg.Concurrency = 20000, 8
+			f.exp.SetApps([]AppConfig{cfg})
+			ids := make([]string, 2000)
+			for i := range ids {
+				ids[i] = runID(i)
+				putRunning(f, ids[i])
+				if err := f.exp.Register("translator", ids[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			slowDify(f, 30*time.Millisecond)
+			f.refresh(b) // learns them
+			scrapeFairness(b, f, ids[:50])
+		}
+	})
 }
