@@ -166,16 +166,7 @@ func (a *App) readLogs(ctx context.Context, cfg AppConfig, gen uint64, st *refre
 	a.mu.Unlock()
 
 	if resumed {
-		bp := a.readWindow(ctx, cfg, gen, st, *backlog, false)
-		a.mu.Lock()
-		switch {
-		case bp.complete:
-			a.logs.backlog = nil
-		case bp.stopped > backlog.page:
-			backlog.page, backlog.total = bp.stopped, bp.total
-		}
-		a.mu.Unlock()
-		if !bp.complete || ctx.Err() != nil {
+		if !a.readBacklog(ctx, cfg, gen, st, backlog) || ctx.Err() != nil {
 			return false
 		}
 		backlog = nil
@@ -235,14 +226,20 @@ func (a *App) readLogs(ctx context.Context, cfg AppConfig, gen uint64, st *refre
 	if ctx.Err() != nil {
 		return false
 	}
-	bp := a.readWindow(ctx, cfg, gen, st, *backlog, false)
+	return a.readBacklog(ctx, cfg, gen, st, backlog)
+}
+
+// readBacklog reads the backlog b (the cursor's) on from where it stopped,
+// and reports whether it was read to its end.
+func (a *App) readBacklog(ctx context.Context, cfg AppConfig, gen uint64, st *refreshState, b *logWindow) bool {
+	bp := a.readWindow(ctx, cfg, gen, st, *b, false)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch {
 	case bp.complete:
 		a.logs.backlog = nil
-	case bp.stopped > backlog.page:
-		backlog.page, backlog.total = bp.stopped, bp.total
+	case bp.stopped > b.page:
+		b.page, b.total = bp.stopped, bp.total
 	}
 	return bp.complete
 }
