@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/go-kit/log/level"
@@ -82,6 +83,10 @@ type logWindow struct {
 	// countRunsFrom, if set: a row whose run's own time is before it is
 	// not new (see logCursor.hiddenBefore).
 	countRunsFrom time.Time
+	// top, in a backlog left by a pass cut short, is the oldest
+	// believable row that pass read (rows' frame): the backlog is the
+	// rows below it.
+	top time.Time
 }
 
 // logsPass is the outcome of reading one window.
@@ -90,8 +95,8 @@ type logsPass struct {
 	// stopped is where an incomplete read stopped (next page), with the
 	// query's total then.
 	stopped, total int
-	rows           []int64 // believable row times read, for the planner's index
-	// from is the window's start once known (a first look finds it).
+	rows           []int64 // believable row times read, sorted, for the planner's index
+	// from is the window's start (a first look finds it).
 	from time.Time
 	// hidden is set when a first look met a page of undecodable rows
 	// before its first believable row.
@@ -134,10 +139,38 @@ func (a *App) readLogs(ctx context.Context, cfg AppConfig, gen uint64, st *refre
 	}
 	main.after = a.coarseAfter(main.from, now, cfg.Lookback)
 	backlog := a.logs.backlog
-	if backlog != nil && !main.from.IsZero() && !backlog.from.Before(main.from) {
+	resumed := false
+	switch {
+	case backlog == nil || main.from.IsZero():
+	case !backlog.top.IsZero() && main.from.Before(backlog.top):
+		// The main window reaches into the backlog: the rest of a pass
+		// cut short. Read again from the newest, it would be cut at the
+		// same page and the oldest rows never refreshed; so the backlog
+		// (the least recently read rows) is read first, down to the
+		// older of the two starts, and the main window then stops where
+		// the backlog begins.
+		resumed = true
+		if backlog.from.After(main.from) {
+			backlog.from = main.from
+			if main.after.Before(backlog.after) {
+				// Older rows join the query's end: pages keep their
+				// rows, but the total no longer says how many were
+				// inserted.
+				backlog.after, backlog.total = main.after, -1
+			}
+		}
+		main.from = backlog.top
+	case !backlog.from.Before(main.from):
 		backlog = nil // the main window reads it all
 	}
 	a.mu.Unlock()
+
+	if resumed {
+		if !a.readBacklog(ctx, cfg, gen, st, backlog) || ctx.Err() != nil {
+			return false
+		}
+		backlog = nil
+	}
 
 	pass := a.readWindow(ctx, cfg, gen, st, main, true)
 	a.mu.Lock()
@@ -167,10 +200,15 @@ func (a *App) readLogs(ctx context.Context, cfg AppConfig, gen uint64, st *refre
 	case pass.stopped > 1:
 		// Read the newest part: go on from the new rows next time, and
 		// keep the rest as a backlog (an older backlog merges into it:
-		// the same query from an earlier start holds both).
+		// the same query from an earlier start holds both). The backlog
+		// begins below the oldest row read.
 		a.logs.once = true
 		b := main
 		b.page, b.total, b.from, b.arrivals = pass.stopped, pass.total, pass.from, false
+		b.top = time.Time{}
+		if len(pass.rows) > 0 {
+			b.top = time.Unix(0, pass.rows[0])
+		}
 		if backlog != nil {
 			b.after, b.from, b.total, b.countFrom = backlog.after, backlog.from, -1, backlog.countFrom
 			backlog = nil
@@ -188,53 +226,67 @@ func (a *App) readLogs(ctx context.Context, cfg AppConfig, gen uint64, st *refre
 	if ctx.Err() != nil {
 		return false
 	}
-	bp := a.readWindow(ctx, cfg, gen, st, *backlog, false)
+	return a.readBacklog(ctx, cfg, gen, st, backlog)
+}
+
+// readBacklog reads the backlog b (the cursor's) on from where it stopped,
+// and reports whether it was read to its end.
+func (a *App) readBacklog(ctx context.Context, cfg AppConfig, gen uint64, st *refreshState, b *logWindow) bool {
+	bp := a.readWindow(ctx, cfg, gen, st, *b, false)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch {
 	case bp.complete:
 		a.logs.backlog = nil
-	case bp.stopped > backlog.page:
-		backlog.page, backlog.total = bp.stopped, bp.total
+	case bp.stopped > b.page:
+		b.page, b.total = bp.stopped, bp.total
 	}
 	return bp.complete
 }
 
-// readWindow pages through one window until it ends or the deadline.
-func (a *App) readWindow(ctx context.Context, cfg AppConfig, gen uint64, st *refreshState, w logWindow, newest bool) logsPass {
-	var pass logsPass
+// readWindow pages through one window until it ends or the deadline. The
+// first page is read alone; the pages after it that the window surely
+// reaches (see pagesAhead) are then read concurrently, within the app's
+// concurrency, and taken in page order: the stop rule and the way rows are
+// taken in are those of a read one page after another.
+func (a *App) readWindow(ctx context.Context, cfg AppConfig, gen uint64, st *refreshState, w logWindow, newest bool) (pass logsPass) {
+	defer func() { pass.from = w.from }()
 	page := w.page
-	adjusted := w.total < 0 || page == 1
-	for {
-		if ctx.Err() != nil {
-			pass.stopped = page
-			return pass
-		}
-		p, err := cfg.API.WorkflowLogs(ctx, client.LogsQuery{CreatedAfter: w.after, Page: page, Limit: logsPageSize})
-		a.countError(err)
-		st.record(err)
-		if err != nil {
-			pass.stopped = page
-			return pass
-		}
-		if p.SkipErr != nil {
-			st.record(p.SkipErr) // said on the landing page; the page is used
-		}
-		a.mu.Lock()
-		a.clocks.observeDate(p.Date, a.now())
-		if newest && page == 1 {
-			a.logs.readAt = a.now()
-		}
-		a.mu.Unlock()
-		if !adjusted {
-			// Rows inserted since the backlog was left pushed its rows
-			// down: skip whole pages of them (rounding down re-reads).
-			adjusted = true
-			if shift := (p.Total - w.total) / logsPageSize; shift > 0 {
-				page += shift
-				continue
+	if ctx.Err() != nil {
+		pass.stopped = page
+		return pass
+	}
+	p, err := a.readPage(ctx, ctx, cfg, st, w, page, newest)
+	if err != nil {
+		pass.stopped = page
+		return pass
+	}
+	if w.total >= 0 && page > 1 {
+		// Rows inserted since the backlog was left pushed its rows down:
+		// skip whole pages of them (rounding down re-reads).
+		if shift := (p.Total - w.total) / logsPageSize; shift > 0 {
+			page += shift
+			if p, err = a.readPage(ctx, ctx, cfg, st, w, page, newest); err != nil {
+				pass.stopped = page
+				return pass
 			}
 		}
+	}
+
+	// Pages read ahead and not needed (the window ended) are cancelled
+	// and their calls not counted as failures.
+	ahead, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	type fetched struct {
+		page int
+		p    client.LogPage
+		err  error
+	}
+	results := make(chan fetched, max(cfg.Concurrency, 1))
+	got := make(map[int]fetched)
+	launched, inflight := page, 0
+	for {
 		pass.total = p.Total
 		old := a.takePage(p, gen, &w, &pass)
 		if len(p.Entries) == 0 && p.Skipped > 0 && w.from.IsZero() {
@@ -246,8 +298,103 @@ func (a *App) readWindow(ctx context.Context, cfg AppConfig, gen uint64, st *ref
 			pass.complete = true
 			return pass
 		}
+		want := page + max(a.pagesAhead(w, pass, max(cfg.Concurrency, 1)), 1)
+		if last := (p.Total + logsPageSize - 1) / logsPageSize; want > last {
+			want = max(last, page+1)
+		}
 		page++
+		for {
+			for launched < want && inflight < cap(results) {
+				launched++
+				inflight++
+				wg.Add(1)
+				go func(n int) {
+					defer wg.Done()
+					p, err := a.readPage(ahead, ctx, cfg, st, w, n, false)
+					results <- fetched{n, p, err}
+				}(launched)
+			}
+			if _, ok := got[page]; ok {
+				break
+			}
+			r := <-results
+			inflight--
+			got[r.page] = r
+		}
+		r := got[page]
+		delete(got, page)
+		if r.err != nil {
+			pass.stopped = page
+			return pass
+		}
+		p = r.p
 	}
+}
+
+// readPage asks for one page of a window. A call cancelled because the
+// window ended (ctx done, scrape not) is neither counted nor recorded.
+func (a *App) readPage(ctx, scrape context.Context, cfg AppConfig, st *refreshState, w logWindow, page int, newest bool) (client.LogPage, error) {
+	p, err := cfg.API.WorkflowLogs(ctx, client.LogsQuery{CreatedAfter: w.after, Page: page, Limit: logsPageSize})
+	if err != nil && ctx.Err() != nil && scrape.Err() == nil {
+		return p, err
+	}
+	a.countError(err)
+	st.record(err)
+	if err != nil {
+		return p, err
+	}
+	if p.SkipErr != nil {
+		st.record(p.SkipErr) // said on the landing page; the page is used
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.clocks.observeDate(p.Date, a.now())
+	if newest && page == 1 {
+		a.logs.readAt = a.now()
+	}
+	return p, nil
+}
+
+// pagesAhead is how many pages past those taken the window surely
+// reaches (the next one is read in any case): the rows the index holds between the window's start and the
+// oldest row taken were there at the last read. Below what the index
+// holds (a first look, a backlog), the rows' rate so far estimates the
+// rest, read at most limit pages ahead so that a wrong guess wastes few
+// calls.
+func (a *App) pagesAhead(w logWindow, pass logsPass, limit int) int {
+	if w.from.IsZero() || len(pass.rows) == 0 {
+		return 0
+	}
+	from, oldest := nanos(w.from), pass.rows[0]
+	if oldest <= from {
+		return 0
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	below, ok := a.rows.rowsFrom(oldest)
+	if !ok {
+		below = 0
+	}
+	known, reaches := a.rows.rowsFrom(from)
+	if !reaches {
+		// The index begins after the window's start: what it holds
+		// down to its oldest row, then the rows' rate.
+		known = len(a.rows.times)
+	}
+	n := pagesFor(max(known-below, 0), logsPageSize)
+	if reaches {
+		return n
+	}
+	indexed := oldest
+	if len(a.rows.times) > 0 {
+		indexed = min(indexed, a.rows.times[0])
+	}
+	newestRead := pass.rows[len(pass.rows)-1]
+	if span := newestRead - oldest; span > 0 && indexed > from {
+		est := float64(len(pass.rows)) * float64(indexed-from) / float64(span)
+		n += min(pagesFor(int(min(est, float64(limit*logsPageSize))), logsPageSize), limit)
+	}
+	return n
 }
 
 // takePage takes in one page's entries. It reports whether the page
