@@ -87,6 +87,8 @@ type App struct {
 	infoAt time.Time
 	server serverState
 	clocks clockState
+	// waitUntil is when Dify\'s last 429 said to come back.
+	waitUntil time.Time
 	// badRows holds the log rows counted as dated unbelievably (by run
 	// ID), so that a row read again is not counted again.
 	badRows  map[string]struct{}

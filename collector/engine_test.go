@@ -436,3 +436,52 @@ func TestReleaseFromXVersion(t *testing.T) {
 		t.Errorf("GET /v1/ asked %d times in 3 refreshes, want once", got)
 	}
 }
+
+// A 429 with Retry-After is honoured across scrapes: the app makes no call
+// until then, its runs show stale and dify_up says why; a 429 without one
+// costs one try per call and no wait.
+func TestRetryAfterAcrossScrapes(t *testing.T) {
+	for _, tc := range []struct {
+		name, retryAfter string
+		waits            bool
+	}{
+		{"Retry-After 120", "120", true},
+		{"no Retry-After", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ids := []string{runID(1), runID(2), runID(3)}
+			f := newFixture(t, withRuns(ids...))
+			for _, id := range ids {
+				putPaused(f, id)
+			}
+			f.refresh(t)
+			f.srv.SetFault(difytest.EndpointRun, difytest.Fault{Status: 429, RetryAfter: tc.retryAfter, Times: 1})
+			f.advance(15 * time.Second)
+			f.refresh(t)
+			if got := value(t, f.reg, "dify_exporter_runs_stale", nil); got == 0 {
+				t.Errorf("after a 429: no stale runs")
+			}
+			f.srv.ResetRequests()
+			f.advance(15 * time.Second)
+			f.refresh(t)
+			calls := f.srv.Requests(difytest.EndpointRun) + f.srv.Requests(difytest.EndpointInfo) + f.srv.Requests(difytest.EndpointIndex)
+			st := f.exp.App("translator").Status()
+			if tc.waits {
+				if calls != 0 || st.Up || !strings.Contains(st.LastError, "asked to wait until") {
+					t.Errorf("15 s into a 120 s wait: %d calls, up %v, error %q; want none, down, the wait named", calls, st.Up, st.LastError)
+				}
+				if got := value(t, f.reg, "dify_exporter_runs_stale", nil); got != 3 {
+					t.Errorf("stale = %v while waiting, want 3", got)
+				}
+				f.advance(2 * time.Minute)
+				f.refresh(t)
+			}
+			if got := f.srv.Requests(difytest.EndpointRun); got != 3 {
+				t.Errorf("detail calls once the wait is over: %d, want 3", got)
+			}
+			if st := f.exp.App("translator").Status(); !st.Up || st.Stale != 0 {
+				t.Errorf("after the wait: up %v, stale %d; want up and fresh", st.Up, st.Stale)
+			}
+		})
+	}
+}

@@ -18,7 +18,10 @@ type refreshState struct {
 	answered    bool  // some request got an answer proving the key works
 	refused     error // the key or app was refused
 	unreachable bool
-	lastErr     error
+	// wait is how long Dify asked the exporter to wait (a 429's
+	// Retry-After): no more calls until then.
+	wait    time.Duration
+	lastErr error
 }
 
 func (s *refreshState) record(err error) {
@@ -39,14 +42,25 @@ func (s *refreshState) record(err error) {
 	case kind == client.KindUnreachable:
 		s.unreachable = true
 	}
+	if d, ok := client.RetryAfter(err); ok {
+		s.wait = max(s.wait, d)
+	}
 	s.lastErr = err
+}
+
+// halt stops the refresh before any call, for err (wait -1: no new
+// wait is learnt).
+func (s *refreshState) halt(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.wait, s.lastErr = -1, err
 }
 
 // failed reports whether the rest of the refresh is pointless.
 func (s *refreshState) failed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.refused != nil || s.unreachable
+	return s.refused != nil || s.unreachable || s.wait != 0
 }
 
 // view is the app's health as this refresh has found it so far.
@@ -75,7 +89,17 @@ func refusal(k client.Kind) bool {
 // app was refused, or the API cannot be reached (after the retries).
 func abandon(err error) bool {
 	k := client.KindOf(err)
-	return refusal(k) || k == client.KindUnreachable
+	_, wait := client.RetryAfter(err)
+	return refusal(k) || k == client.KindUnreachable || wait
+}
+
+// errWaiting is the state of an app that Dify asked to wait (a 429 with
+// Retry-After): the refresh makes no call and serves the last values.
+type errWaiting struct{ until time.Time }
+
+func (e errWaiting) Error() string {
+	return "Dify answered 429 Too Many Requests and asked to wait until " + e.until.UTC().Format(time.RFC3339) +
+		": no calls until then; runs are served from their last values"
 }
 
 // errAbandoned cancels a refresh's remaining calls once one shows that
@@ -94,12 +118,17 @@ func (a *App) refresh(ctx context.Context) {
 	a.beginRefresh(ctx, gen) // inspect: hook
 	needInfo := a.infoAt.IsZero() || start.Sub(a.infoAt) > infoRefresh
 	needServer := a.server.at.IsZero() || start.Sub(a.server.at) > infoRefresh
+	waitUntil := a.waitUntil
 	a.mu.Unlock()
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
-	if needServer {
+	if start.Before(waitUntil) {
+		// Honoured across scrapes: Dify said when to come back.
+		st.halt(errWaiting{waitUntil})
+	}
+	if needServer && !st.failed() {
 		a.probeServer(ctx, cfg, st)
 	}
 	if needInfo && !st.failed() {
@@ -133,6 +162,9 @@ func (a *App) refresh(ctx context.Context) {
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if st.wait > 0 {
+		a.waitUntil = a.now().Add(st.wait)
+	}
 	a.store.expire(a.now(), cfg.Retention)
 	a.logClocks()
 	a.publish(st, gen, false)
