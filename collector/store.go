@@ -41,7 +41,7 @@ var ErrCapFull = errors.New("run cap reached: every tracked run is still running
 
 // ErrRefuted is returned when a registered run is one Dify already
 // answered 404 for: registering it again costs no call.
-var ErrRefuted = errors.New("Dify answered 404 for this run: it does not exist, or belongs to another app")
+var ErrRefuted = errors.New("run refuted: Dify answered 404 for it (it does not exist, or belongs to another app)")
 
 // trackedRun is what the exporter remembers of one run. It is kept small:
 // memory per run is a goal (see the benchmarks).

@@ -32,7 +32,7 @@ func Handler(c *Cache, g prometheus.Gatherer, logger log.Logger) http.Handler {
 	r := NewRenderer(c, g, 0, logger)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		e, _ := r.Exposition(req, r.now())
-		e.Write(w, r.now())
+		_ = e.Write(w, r.now()) // a client gone away is nothing to report
 	})
 }
 

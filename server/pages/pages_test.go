@@ -182,14 +182,14 @@ func runRow(doc *html.Node, id string) *html.Node {
 // in JSON: its sources, status and how it is kept current.
 func TestRunStates(t *testing.T) {
 	type state struct {
-		id, release string
-		sources     []string
-		status      string
-		kept        collector.Kept
-		keptText    string // on the HTML page
-		due         bool   // a DueAt is set
-		expires     bool   // an ExpiresAt is set
-		workflow    string
+		id       string
+		sources  []string
+		status   string
+		kept     collector.Kept
+		keptText string // on the HTML page
+		due      bool   // a DueAt is set
+		expires  bool   // an ExpiresAt is set
+		workflow string
 	}
 	tests := []struct {
 		name  string
