@@ -100,6 +100,7 @@ func TestFaults(t *testing.T) {
 			}
 			r.TotalTokens = 200
 			f.srv.PutRun(testKey, r)
+			f.advance(time.Minute) // past any Retry-After, which is honoured across scrapes
 			f.refresh(t)
 			if got := value(t, f.reg, "dify_up", nil); got != 1 {
 				t.Errorf("dify_up = %v after the fault, want 1", got)

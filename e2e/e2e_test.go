@@ -389,7 +389,7 @@ scrape_configs:
 			page = getBody(t, exporterURL+"/")
 			return strings.Contains(page, `class="down"`), "no app marked down on the landing page"
 		})
-		if !strings.Contains(page, "<td>"+appName+"</td>") {
+		if !strings.Contains(page, `data-app="`+appName+`"`) {
 			t.Errorf("the landing page does not list app %s:\n%s", appName, page)
 		}
 		if !strings.Contains(strings.ToLower(page), "unauthorized") && !strings.Contains(page, "401") {

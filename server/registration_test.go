@@ -31,7 +31,7 @@ func chatflowServer(t *testing.T, n int) (addr string, dify *difytest.Server, id
 	dify.AddApp(chatKey, difytest.App{Name: "Support", Mode: "advanced-chat"})
 	for range n {
 		id := difytest.NewRunID()
-		dify.PutRun(chatKey, difytest.Run{ID: id, WorkflowID: "wf-support", Status: "running", TotalTokens: 3, CreatedAt: time.Now().Add(-time.Minute)})
+		dify.PutRun(chatKey, difytest.Run{ID: id, WorkflowID: "5d1c7a52-0b4e-4c7e-9a3d-2f6b8e1c4a90", Status: "running", TotalTokens: 3, CreatedAt: time.Now().Add(-time.Minute)})
 		ids = append(ids, id)
 	}
 	api, err := client.New(client.Config{URL: dify.URL(), APIKey: chatKey, Timeout: 5 * time.Second})

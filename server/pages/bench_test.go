@@ -22,7 +22,7 @@ func benchFixture(b *testing.B) *fixture {
 	now := time.Now()
 	for i := range benchRuns {
 		created := now.Add(-time.Minute - time.Duration(benchRuns-i)*250*time.Millisecond)
-		r := difytest.Run{ID: difytest.NewRunID(), WorkflowID: "wf-1", Status: "succeeded", TotalSteps: 2, TotalTokens: 10 + i,
+		r := difytest.Run{ID: difytest.NewRunID(), WorkflowID: testWorkflowID, Status: "succeeded", TotalSteps: 2, TotalTokens: 10 + i,
 			CreatedAt: created, FinishedAt: created.Add(time.Second), ElapsedTime: 0.5}
 		if i%10 == 0 {
 			r.Status, r.FinishedAt = "running", time.Time{}

@@ -101,15 +101,19 @@ func resolve(t *testing.T, base, href string) string {
 
 // An operator in a browser: from the landing page to an app's runs, to a
 // registered run with its source and status, and to a refresh's log. A
-// workflow_id made to run a script shows as text and runs nothing.
+// workflow_id made to run a script is refused by the client (Dify's IDs are
+// UUIDs); the error that quotes it shows as text and runs nothing.
 func TestBrowser(t *testing.T) {
 	b := newBrowser(t)
 	const pwn = `<script>document.body.setAttribute("data-pwned","1")</script><img src=x onerror="document.body.setAttribute('data-pwned','2')">`
 	f := newFixture(t, "", collector.AppConfig{Discovery: true, Lookback: time.Hour, Retention: time.Hour})
 	now := time.Now()
-	registered := f.put(difytest.Run{WorkflowID: pwn, Version: "2025-03-01 10:00:00.000000", Status: "running", CreatedAt: now.Add(-3 * time.Minute), TotalTokens: 1200, TotalSteps: 4})
-	if err := f.exp.Register(testName, registered); err != nil {
-		t.Fatal(err)
+	registered := f.put(difytest.Run{WorkflowID: testWorkflowID, Version: "2025-03-01 10:00:00.000000", Status: "running", CreatedAt: now.Add(-3 * time.Minute), TotalTokens: 1200, TotalSteps: 4})
+	hostileRun := f.put(difytest.Run{WorkflowID: pwn, Version: "2025-03-02 10:00:00.000000", Status: "running", CreatedAt: now.Add(-2 * time.Minute)})
+	for _, id := range []string{registered, hostileRun} {
+		if err := f.exp.Register(testName, id); err != nil {
+			t.Fatal(err)
+		}
 	}
 	f.put(difytest.Run{WorkflowID: "3c90c3cc-0d44-4b50-8888-8dd25736052a", Version: "2025-02-01 09:00:00.000000", Status: "succeeded", CreatedAt: now.Add(-10 * time.Minute), FinishedAt: now.Add(-8 * time.Minute), TotalTokens: 830, TotalSteps: 6})
 	f.put(difytest.Run{WorkflowID: "3c90c3cc-0d44-4b50-8888-8dd25736052a", Version: "2025-02-01 09:00:00.000000", Status: "failed", CreatedAt: now.Add(-7 * time.Minute), FinishedAt: now.Add(-6 * time.Minute), TotalTokens: 95, TotalSteps: 2})
@@ -146,8 +150,13 @@ func TestBrowser(t *testing.T) {
 	if s := cell(row, "status"); s != "running" {
 		t.Errorf("status of the registered run: %q", s)
 	}
-	if s := cell(row, "workflow"); s != pwn {
-		t.Errorf("the hostile workflow_id shows as %q, want its text %q", s, pwn)
+	if s := cell(row, "workflow"); s != testWorkflowID {
+		t.Errorf("workflow of the registered run: %q", s)
+	}
+	if hr := runRow(runs, hostileRun); hr == nil {
+		t.Errorf("no row for the run with a hostile workflow_id")
+	} else if s := cell(hr, "error"); !strings.Contains(s, `<script>document.body.setAttribute(\"data-pwned\"`) {
+		t.Errorf("the hostile workflow_id's error shows as %q, want it quoted as text", s)
 	}
 	for _, n := range find(runs, func(n *html.Node) bool { return n.Data == "body" }) {
 		if v := attr(n, "data-pwned"); v != "" {

@@ -21,8 +21,9 @@ import (
 
 const (
 	testKey  = "app-pagestestkey00000000000000"
-	hostile  = `<script>alert("wf")</script>`
 	testName = "t"
+	// testWorkflowID is a workflow ID in Dify's shape (a UUID).
+	testWorkflowID = "7c3e33d4-2a8b-4e5f-9b1a-d3c6e8f12345"
 )
 
 // clock is the exporter's clock in a test; it moves only when told.
@@ -81,7 +82,7 @@ func (f *fixture) put(r difytest.Run) string {
 		r.ID = difytest.NewRunID()
 	}
 	if r.WorkflowID == "" {
-		r.WorkflowID = "wf-1"
+		r.WorkflowID = testWorkflowID
 	}
 	f.dify.PutRun(testKey, r)
 	return r.ID
@@ -203,10 +204,10 @@ func TestRunStates(t *testing.T) {
 		{"static running run, discovery off: a detail call each refresh", func(t *testing.T) (*fixture, state) {
 			id := difytest.NewRunID()
 			f := newFixture(t, "", collector.AppConfig{RunIDs: []string{id}})
-			f.put(difytest.Run{ID: id, WorkflowID: hostile, Status: "running", TotalTokens: 42, TotalSteps: 3})
+			f.put(difytest.Run{ID: id, WorkflowID: testWorkflowID, Status: "running", TotalTokens: 42, TotalSteps: 3})
 			f.refresh(t)
 			return f, state{id: id, sources: []string{"static"}, status: "running", kept: collector.KeptByDetail,
-				keptText: "a detail call each refresh", workflow: hostile}
+				keptText: "a detail call each refresh", workflow: testWorkflowID}
 		}},
 		{"static finished run: kept while listed", func(t *testing.T) (*fixture, state) {
 			id := difytest.NewRunID()
@@ -214,7 +215,7 @@ func TestRunStates(t *testing.T) {
 			f.put(difytest.Run{ID: id, Status: "succeeded", FinishedAt: time.Now()})
 			f.refresh(t)
 			return f, state{id: id, sources: []string{"static"}, status: "succeeded", kept: collector.KeptFinished,
-				keptText: "kept while listed", workflow: "wf-1"}
+				keptText: "kept while listed", workflow: testWorkflowID}
 		}},
 		{"static run Dify does not have", func(t *testing.T) (*fixture, state) {
 			id := difytest.NewRunID()
@@ -237,14 +238,14 @@ func TestRunStates(t *testing.T) {
 			f.clock.add(time.Minute)
 			f.refresh(t) // plans with the run known
 			return f, state{id: id, sources: []string{"discovered"}, status: "running", kept: collector.KeptByLogs,
-				keptText: "covered by the log pages", workflow: "wf-1"}
+				keptText: "covered by the log pages", workflow: testWorkflowID}
 		}},
 		{"discovered finished run: expires by retention", func(t *testing.T) (*fixture, state) {
 			f := newFixture(t, "", collector.AppConfig{Discovery: true, Lookback: time.Hour})
 			id := f.put(difytest.Run{Status: "failed", CreatedAt: time.Now().Add(-2 * time.Minute), FinishedAt: time.Now().Add(-time.Minute)})
 			f.refresh(t)
 			return f, state{id: id, sources: []string{"discovered"}, status: "failed", kept: collector.KeptFinished,
-				keptText: "retention drops it at", expires: true, workflow: "wf-1"}
+				keptText: "retention drops it at", expires: true, workflow: testWorkflowID}
 		}},
 		{"registered running run on a release that logs at finish", func(t *testing.T) (*fixture, state) {
 			f := newFixture(t, "1.10.1", collector.AppConfig{Discovery: true, Lookback: time.Hour})
@@ -254,7 +255,7 @@ func TestRunStates(t *testing.T) {
 			}
 			f.refresh(t)
 			return f, state{id: id, sources: []string{"registered"}, status: "running", kept: collector.KeptAwaitingLogRow,
-				keptText: "waiting for its log row", due: true, workflow: "wf-1"}
+				keptText: "waiting for its log row", due: true, workflow: testWorkflowID}
 		}},
 		{"run listed and registered", func(t *testing.T) (*fixture, state) {
 			id := difytest.NewRunID()
@@ -265,7 +266,7 @@ func TestRunStates(t *testing.T) {
 			}
 			f.refresh(t)
 			return f, state{id: id, sources: []string{"static", "registered"}, status: "paused", kept: collector.KeptByDetail,
-				keptText: "a detail call each refresh", workflow: "wf-1"}
+				keptText: "a detail call each refresh", workflow: testWorkflowID}
 		}},
 	}
 	for _, tc := range tests {
