@@ -120,6 +120,18 @@ func start(t *testing.T, loader *Loader, w wiring) *harness {
 
 func (h *harness) log() string { return h.logs.String() }
 
+// waitLog waits up to 10 s until msg has been logged n times.
+func (h *harness) waitLog(msg string, n int) {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(h.log(), msg) < n {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%q logged %d times in 10 s, want %d; log:\n%s", msg, strings.Count(h.log(), msg), n, h.log())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func (h *harness) do(method, path string, header http.Header, body io.Reader) (int, string) {
 	h.t.Helper()
 	req, err := http.NewRequest(method, h.url+path, body)
