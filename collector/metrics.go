@@ -1,6 +1,8 @@
 package collector
 
 import (
+	"unicode/utf8"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dify-exporter/dify_exporter/client"
@@ -85,6 +87,43 @@ func newCounters() *counters {
 
 func (c *counters) collectors() []prometheus.Collector {
 	return []prometheus.Collector{c.apiRequests, c.runErrors, c.runsFinished, c.tokens, c.duration}
+}
+
+// finish counts one run seen reaching a terminal status. On OpenMetrics
+// each series it moves carries the run as an exemplar (exemplarLabels),
+// stamped with the exporter's time of counting it.
+func (c *counters) finish(app string, run client.Run) {
+	finished := c.runsFinished.WithLabelValues(app, string(run.Status))
+	tokens := c.tokens.WithLabelValues(app)
+	duration := c.duration.WithLabelValues(app)
+	ex := exemplarLabels(run)
+	if ex == nil {
+		finished.Inc()
+		tokens.Add(float64(run.TotalTokens))
+		duration.Observe(run.Elapsed.Seconds())
+		return
+	}
+	finished.(prometheus.ExemplarAdder).AddWithExemplar(1, ex)
+	tokens.(prometheus.ExemplarAdder).AddWithExemplar(float64(run.TotalTokens), ex)
+	duration.(prometheus.ExemplarObserver).ObserveWithExemplar(run.Elapsed.Seconds(), ex)
+}
+
+// exemplarLabels name a run in an exemplar: its run_id and, when known,
+// its workflow_id. Both are UUIDs, 89 runes with the names, within the
+// 128 OpenMetrics allows an exemplar's labels (client_golang panics past
+// it); an ID that would not fit is left out, and without a run_id there is
+// no exemplar (nil).
+func exemplarLabels(run client.Run) prometheus.Labels {
+	runes := utf8.RuneCountInString
+	budget := prometheus.ExemplarMaxRunes - runes("run_id") - runes(run.ID)
+	if run.ID == "" || budget < 0 || !utf8.ValidString(run.ID) {
+		return nil
+	}
+	l := prometheus.Labels{"run_id": run.ID}
+	if wf := run.WorkflowID; wf != "" && utf8.ValidString(wf) && runes("workflow_id")+runes(wf) <= budget {
+		l["workflow_id"] = wf
+	}
+	return l
 }
 
 // initApp makes every series of an app visible at zero from the start, so

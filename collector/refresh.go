@@ -489,6 +489,7 @@ func (a *App) applyPending(id string, run client.Run, err error) {
 	case err == nil && run.Status.Terminal():
 		delete(a.store.pending, id)
 		a.store.forgotten[id] = at
+		run.ID = id // as registered, not as Dify's answer spells it
 		a.countFinish(run)
 	}
 }
@@ -544,7 +545,5 @@ func (a *App) update(id string, r *trackedRun, run client.Run, gen uint64) {
 
 // countFinish counts one run seen reaching a terminal status.
 func (a *App) countFinish(run client.Run) {
-	a.counters.runsFinished.WithLabelValues(a.name, string(run.Status)).Inc()
-	a.counters.tokens.WithLabelValues(a.name).Add(float64(run.TotalTokens))
-	a.counters.duration.WithLabelValues(a.name).Observe(run.Elapsed.Seconds())
+	a.counters.finish(a.name, run)
 }

@@ -196,7 +196,7 @@ func TestVariables(t *testing.T) {
 	for _, v := range d.Templating.List {
 		order = append(order, v.Name)
 	}
-	if want := []string{"datasource", "job", "instance", "app"}; !slices.Equal(order, want) {
+	if want := []string{"datasource", "job", "instance", "app", "exporter_url"}; !slices.Equal(order, want) {
 		t.Errorf("variables %v, want %v", order, want)
 	}
 }

@@ -60,5 +60,8 @@
     dashboardTags: ['dify', 'dify_exporter', 'llm'],
     dashboardRefresh: '1m',
     dashboardFrom: 'now-6h',
+    // The exporter's address as a browser reaches it: the default of the dashboard's
+    // exporter_url variable, which the run tables' run ID links open (/runs?app=…&run_id=…).
+    exporterURL: 'http://localhost:9866',
   },
 }

@@ -362,6 +362,35 @@ func decodeStrict(t *testing.T, file string, v any) {
 	}
 }
 
+// checkExemplarLink checks that a Prometheus datasource links an
+// exemplar's run_id to the exporter's run page, at the address the Grafana
+// service's environment gives (Grafana expands it; $$ is a literal $).
+func checkExemplarLink(t *testing.T, grafana types.ServiceConfig, name string, jsonData map[string]any) {
+	t.Helper()
+	dests, _ := jsonData["exemplarTraceIdDestinations"].([]any)
+	if len(dests) != 1 {
+		t.Errorf("datasource %s: %d exemplarTraceIdDestinations, want 1 for run_id", name, len(dests))
+		return
+	}
+	d, _ := dests[0].(map[string]any)
+	want := "${DIFY_EXPORTER_PUBLIC_URL}/runs?run_id=$${__value.raw}"
+	if d["name"] != "run_id" || d["url"] != want || d["datasourceUid"] != nil {
+		t.Errorf("datasource %s: exemplar link %v, want run_id to %s", name, d, want)
+	}
+	if u := grafana.Environment["DIFY_EXPORTER_PUBLIC_URL"]; u == nil || !strings.HasPrefix(*u, "http://") {
+		t.Errorf("grafana: DIFY_EXPORTER_PUBLIC_URL %v, want the exporter's URL", u)
+	}
+}
+
+// TestComposePrometheusKeepsExemplars checks that the compose Prometheus
+// stores the exemplars the dashboard shows.
+func TestComposePrometheusKeepsExemplars(t *testing.T) {
+	prom := service(t, composeProject(t), "prometheus")
+	if v, _ := flagValue(prom.Command, "enable-feature"); !slices.Contains(strings.Split(v, ","), "exemplar-storage") {
+		t.Errorf("prometheus: --enable-feature=%q, want exemplar-storage", v)
+	}
+}
+
 func TestComposeGrafana(t *testing.T) {
 	p := composeProject(t)
 	g := service(t, p, "grafana")
@@ -387,6 +416,9 @@ func TestComposeGrafana(t *testing.T) {
 				if d.Type != "prometheus" || d.URL != promURL {
 					t.Errorf("default datasource %s: type %s url %s, want prometheus at %s", d.Name, d.Type, d.URL, promURL)
 				}
+			}
+			if d.Type == "prometheus" {
+				checkExemplarLink(t, g, d.Name, d.JSONData)
 			}
 			if d.Type == "alertmanager" && d.URL != "http://alertmanager:"+containerPort(service(t, p, "alertmanager"), "9093") {
 				t.Errorf("datasource %s: url %s is not the alertmanager service", d.Name, d.URL)

@@ -50,6 +50,7 @@ local p = import 'panels.libsonnet';
           p.variable('job', 'Job', 'label_values(dify_up, job)'),
           p.variable('instance', 'Instance', 'label_values(dify_up{job=~"$job"}, instance)'),
           p.variable('app', 'App', 'label_values(dify_up{job=~"$job", instance=~"$instance"}, app)'),
+          p.textVariable('exporter_url', 'Exporter URL', config.exporterURL, 'dify_exporter\'s address as your browser reaches it: each run ID in the run tables links to its run page there.'),
         ],
       },
       panels: [
@@ -194,11 +195,12 @@ local p = import 'panels.libsonnet';
         p.timeseries(
           15,
           'Runs finished by status (per hour)',
-          'Runs reaching each terminal status, per hour (rate of dify_workflow_runs_finished_total x 3600), stacked.',
+          'Runs reaching each terminal status, per hour (rate of dify_workflow_runs_finished_total x 3600), stacked. The diamonds are exemplars: the last run counted in a status, with its run_id (with Prometheus\' exemplar storage on; see docs/exemplars.md).',
           p.pos(0, 21, 12, 8),
           [['sum by (status) (rate(dify_workflow_runs_finished_total{job=~"$job", instance=~"$instance", app=~"$app"}[$__rate_interval])) * 3600', '{{status}}']],
           'short',
           stacking='normal',
+          exemplars=true,
         ),
         p.timeseries(
           16,
@@ -212,10 +214,11 @@ local p = import 'panels.libsonnet';
         p.timeseries(
           17,
           'Run duration p50 / p95',
-          'Median and 95th percentile of the duration of runs finished over the rate interval, per app, from the dify_workflow_run_duration_seconds histogram (buckets 1s to 1h).',
+          'Median and 95th percentile of the duration of runs finished over the rate interval, per app, from the dify_workflow_run_duration_seconds histogram (buckets 1s to 1h). The diamonds are exemplars: a run that fell in a bucket, at its duration, with its run_id (with Prometheus\' exemplar storage on; see docs/exemplars.md).',
           p.pos(0, 29, 12, 8),
           [['histogram_quantile(0.5, sum by (app, le) (rate(dify_workflow_run_duration_seconds_bucket{job=~"$job", instance=~"$instance", app=~"$app"}[$__rate_interval])))', 'p50 {{app}}'], ['histogram_quantile(0.95, sum by (app, le) (rate(dify_workflow_run_duration_seconds_bucket{job=~"$job", instance=~"$instance", app=~"$app"}[$__rate_interval])))', 'p95 {{app}}']],
           's',
+          exemplars=true,
         ),
         p.timeseries(
           18,

@@ -23,6 +23,14 @@ local base(id, type, title, description, gridPos) = {
 
 local steps(s) = { mode: 'absolute', steps: s };
 
+// runLink opens the exporter's run page (docs/operator-pages.md) of a run table's row: the
+// exporter's address is the exporter_url variable; the run's app and ID come from the row.
+local runLink = {
+  title: 'Run ${__value.raw} in dify_exporter',
+  url: '${exporter_url}/runs?app=${__data.fields.app}&run_id=${__value.raw}',
+  targetBlank: true,
+};
+
 {
   pos(x, y, w, h):: { x: x, y: y, w: w, h: h },
 
@@ -74,8 +82,9 @@ local steps(s) = { mode: 'absolute', steps: s };
     },
   }],
 
-  // timeseries draws one line per series of each [expr, legend] query.
-  timeseries(id, title, description, gridPos, queries, unit, stacking='none', extra={})::
+  // timeseries draws one line per series of each [expr, legend] query. With exemplars, the
+  // first query also asks for the exemplars of its series (the others would repeat them).
+  timeseries(id, title, description, gridPos, queries, unit, stacking='none', extra={}, exemplars=false)::
     base(id, 'timeseries', title, description, gridPos) {
       fieldConfig: {
         defaults: {
@@ -100,14 +109,15 @@ local steps(s) = { mode: 'absolute', steps: s };
         tooltip: { mode: 'multi', sort: 'desc' },
       },
       targets: [
-        target(q[0], q[1], std.char(std.codepoint('A') + i))
+        target(q[0], q[1], std.char(std.codepoint('A') + i)) + (if exemplars && i == 0 then { exemplar: true } else {})
         for i in std.range(0, std.length(queries) - 1)
         for q in [queries[i]]
       ],
     },
 
   // runTable lists runs (instant query, one row per run) with the value in a column named
-  // valueName, sorted by it, largest first.
+  // valueName, sorted by it, largest first. Each run ID links to the exporter's page of
+  // the run (runLink).
   runTable(id, title, description, gridPos, expr, valueName, unit):: base(id, 'table', title, description, gridPos) {
     fieldConfig: {
       defaults: {
@@ -116,7 +126,12 @@ local steps(s) = { mode: 'absolute', steps: s };
         thresholds: steps([{ color: 'green', value: null }]),
         mappings: [],
       },
-      overrides: [],
+      overrides: [{
+        // The organize transformation below renames run_id for display; a field is
+        // matched by the name it is displayed with.
+        matcher: { id: 'byName', options: 'Run ID' },
+        properties: [{ id: 'links', value: [runLink] }],
+      }],
     },
     options: {
       showHeader: true,
@@ -141,6 +156,19 @@ local steps(s) = { mode: 'absolute', steps: s };
       instant: true,
       range: false,
     }],
+  },
+
+  // textVariable is a free-text variable holding value until the user changes it.
+  textVariable(name, label, value, description):: {
+    name: name,
+    label: label,
+    description: description,
+    type: 'textbox',
+    query: value,
+    current: { text: value, value: value },
+    options: [{ selected: true, text: value, value: value }],
+    hide: 0,
+    skipUrlSync: false,
   },
 
   // variable is a multi-select query variable over a label of dify_up.
