@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dify-exporter/dify_exporter/client/difytest"
 )
 
 // TestExemplarsOnlyInOpenMetrics finishes a listed run while the exporter
@@ -76,4 +78,26 @@ func TestExemplarsOnlyInOpenMetrics(t *testing.T) {
 	if v := m.mustValue(t, "dify_workflow_run_duration_seconds_bucket", "le", "15"); v != 1 {
 		t.Errorf("text duration bucket le=15 = %v, want 1", v)
 	}
+}
+
+// startWithRun starts the exporter on one workflow app with one listed
+// paused run of tokens tokens (paused runs keep their tokens).
+func startWithRun(t *testing.T, tokens int) (*difytest.Server, *exporter, string) {
+	t.Helper()
+	srv := newDify(t)
+	srv.AddApp(secretKey, difytest.App{Name: "T", Mode: "workflow"})
+	id := difytest.NewRunID()
+	srv.PutRun(secretKey, difytest.Run{ID: id, Status: "paused", TotalTokens: tokens, TotalSteps: 3})
+	return srv, startExporter(t, baseEnv("DIFY_API_KEY="+secretKey), "--dify.url="+srv.URL(), "--dify.run-id="+id), id
+}
+
+// grepLines is text's sample lines holding sub.
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
