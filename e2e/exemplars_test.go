@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -92,38 +91,7 @@ func TestExemplarsEndToEnd(t *testing.T) {
 		srv.PutRun(apiKey, difytest.Run{ID: r.id, Status: "running", CreatedAt: created})
 	}
 
-	keyFile := filepath.Join(dir, "dify.key")
-	writeFile(t, keyFile, apiKey+"\n")
-	exporterAddr := freeAddr(t)
-	e.start("exporter", exporterBin, "--dify.url="+srv.URL(), "--dify.api-key-file="+keyFile,
-		"--dify.app-name="+appName, "--discovery.workflow-logs", "--web.listen-address="+exporterAddr,
-		"--refresh.min-interval=0")
-	e.waitReady("exporter", "http://"+exporterAddr+"/-/ready")
-
-	promDir := filepath.Join(dir, "prometheus")
-	mustMkdir(t, promDir)
-	rulesFile := filepath.Join(root, "alerts", "dify.rules.yml") // the real `for`
-	rules := loadRules(t, rulesFile)
-	promConfig := filepath.Join(promDir, "prometheus.yml")
-	writeFile(t, promConfig, fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-rule_files: [%q]
-scrape_configs:
-  - job_name: %s
-    static_configs:
-      - targets: [%q]
-`, rulesFile, jobName, exporterAddr))
-	promAddr := freeAddr(t)
-	e.start("prometheus", promBin, "--config.file="+promConfig, "--enable-feature=exemplar-storage",
-		"--storage.tsdb.path="+filepath.Join(promDir, "data"), "--web.listen-address="+promAddr)
-	prom := &promAPI{e: e, base: "http://" + promAddr}
-	e.waitReady("prometheus", prom.base+"/-/ready")
-	e.poll("Prometheus has loaded the rules", func() (bool, string) {
-		n, err := prom.ruleCount()
-		return err == nil && n == rules.count, fmt.Sprintf("%d rules loaded, want %d (%v)", n, rules.count, err)
-	})
+	prom := startExporterAndPrometheus(t, e, root, exporterBin, promBin, srv.URL(), nil, []string{"--enable-feature=exemplar-storage"})
 
 	sel := fmt.Sprintf(`job=%q, app=%q`, jobName, appName)
 	e.poll("Prometheus has scraped the runs going and the zero counters", func() (bool, string) {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"math"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -56,39 +55,8 @@ func TestTimeZoneEndToEnd(t *testing.T) {
 	}()
 	t.Cleanup(func() { close(stop); wg.Wait() })
 
-	keyFile := filepath.Join(dir, "dify.key")
-	writeFile(t, keyFile, apiKey+"\n")
-	exporterAddr := freeAddr(t)
-	e.start("exporter", exporterBin, "--dify.url="+srv.URL(), "--dify.api-key-file="+keyFile,
-		"--dify.app-name="+appName, "--discovery.workflow-logs", "--web.listen-address="+exporterAddr,
-		"--dify.run-id="+stuck, // older than discovery's lookback
-		"--refresh.min-interval=0")
-	e.waitReady("exporter", "http://"+exporterAddr+"/-/ready")
-
-	promDir := filepath.Join(dir, "prometheus")
-	mustMkdir(t, promDir)
-	rulesFile := filepath.Join(root, "alerts", "dify.rules.yml") // the real `for`
-	rules := loadRules(t, rulesFile)
-	promConfig := filepath.Join(promDir, "prometheus.yml")
-	writeFile(t, promConfig, fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-rule_files: [%q]
-scrape_configs:
-  - job_name: %s
-    static_configs:
-      - targets: [%q]
-`, rulesFile, jobName, exporterAddr))
-	promAddr := freeAddr(t)
-	e.start("prometheus", promBin, "--config.file="+promConfig,
-		"--storage.tsdb.path="+filepath.Join(promDir, "data"), "--web.listen-address="+promAddr)
-	prom := &promAPI{e: e, base: "http://" + promAddr}
-	e.waitReady("prometheus", prom.base+"/-/ready")
-	e.poll("Prometheus has loaded the rules", func() (bool, string) {
-		n, err := prom.ruleCount()
-		return err == nil && n == rules.count, fmt.Sprintf("%d rules loaded, want %d (%v)", n, rules.count, err)
-	})
+	// The stuck run is older than discovery's lookback: it is listed.
+	prom := startExporterAndPrometheus(t, e, root, exporterBin, promBin, srv.URL(), []string{"--dify.run-id=" + stuck}, nil)
 
 	sel := fmt.Sprintf(`job=%q, app=%q`, jobName, appName)
 	e.poll("the exporter exposes the log rows' 8 h offset", func() (bool, string) {
