@@ -36,13 +36,16 @@ func (h metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = rc.SetReadDeadline(time.Now().Add(timeout + h.c.Timeouts.Write))
 
 	ctx, cancel := context.WithTimeout(r.Context(), refreshTimeout(timeout, h.c.TimeoutOffset))
+	// A render begun after this scrape arrived serves it: scrapes that
+	// share a refresh share its render too, however many wait on it.
+	arrived := time.Now()
 	h.c.Reloader.SyncFiles()
 	h.c.Exporter.Refresh(ctx)
 	cancel()
 	if r.Context().Err() != nil {
 		return // the client is gone: render nothing for it
 	}
-	e, answer := h.c.Metrics.Exposition(r, time.Now())
+	e, answer := h.c.Metrics.Exposition(r, arrived)
 	if answer == exposition.None {
 		http.Error(w, "too many concurrent scrapes and nothing rendered yet; try again", http.StatusServiceUnavailable)
 		return
